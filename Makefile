@@ -1,0 +1,37 @@
+# The course's commands. On a fresh clone `make course` or `make test` is the only command needed:
+# each runs set-up first, and set-up does nothing (in seconds) when nothing changed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PROFILE ?= standard
+# One thread for torch and BLAS: steady timings on a small shared machine.
+THREADS := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+
+.PHONY: setup course test lab bench clean-build
+
+setup: $(VENV)/.installed
+	@$(BIN)/embedlab data fetch --quiet
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name embedlab --display-name "Python (embedlab)" >/dev/null
+	@touch $@
+
+course: setup
+	$(BIN)/embedlab course --profile $(PROFILE)
+
+test: setup
+	$(BIN)/ruff check embedlab tests benchmarks notebooks solutions exercises
+	$(THREADS) EMBEDLAB_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist loadgroup
+
+lab: setup
+	$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 notebooks
+
+bench: setup
+	@for f in benchmarks/*.py; do echo "== $$f"; $(THREADS) $(BIN)/python $$f || exit 1; done
+
+clean-build:
+	rm -rf build

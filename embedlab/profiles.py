@@ -1,0 +1,61 @@
+"""Profiles: one place for every size the course uses.
+
+A profile is a name, ``"ci"``, ``"standard"`` or ``"full"``:
+
+* ``ci`` shrinks every size so a notebook runs in well under a minute (what the tests use);
+* ``standard`` is what a learner gets in JupyterLab: a few minutes per notebook on a 2-core CPU;
+* ``full`` reproduces the papers' regime as far as one machine allows.
+
+Every notebook starts with a papermill ``parameters`` cell::
+
+    profile = profile_from_env(default="standard")
+
+and reads its sizes with ``sizes("16", profile)``. The environment variable
+``EMBEDLAB_PROFILE`` overrides the default; papermill may inject ``profile = "ci"`` instead.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+PROFILES = ("ci", "standard", "full")
+
+# One entry per chapter: {"ci": {...}, "standard": {...}, "full": {...}}.
+# Every profile of a chapter must define the same keys (a test checks this).
+SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "00": {
+        "ci": {"demo_points": 1_000},
+        "standard": {"demo_points": 100_000},
+        "full": {"demo_points": 1_000_000},
+    },
+    "16": {
+        "ci": {"n_points": 20_000, "ns": [1_000, 4_000, 16_000], "ks": [1, 10, 100],
+               "timing_repeats": 2},
+        "standard": {"n_points": 1_000_000, "ns": [10_000, 100_000, 1_000_000],
+                     "ks": [1, 10, 100, 1_000], "timing_repeats": 5},
+        "full": {"n_points": 10_000_000, "ns": [10_000, 100_000, 1_000_000, 10_000_000],
+                 "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
+    },
+    # -- chapters add their entries below this line, keyed by their two-digit number --
+}
+
+
+def check_profile(name: str) -> str:
+    """Return ``name`` if it is a known profile, else raise a ``ValueError`` that lists them."""
+    if not isinstance(name, str) or name not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {name!r}")
+    return name
+
+
+def profile_from_env(default: str = "standard") -> str:
+    """The active profile: ``$EMBEDLAB_PROFILE`` if set, else ``default``."""
+    return check_profile(os.environ.get("EMBEDLAB_PROFILE", default) or default)
+
+
+def sizes(chapter: str, profile: str) -> dict[str, Any]:
+    """The sizes chapter ``chapter`` (e.g. ``"08"``) uses in ``profile``, as a fresh dict."""
+    check_profile(profile)
+    if chapter not in SIZES:
+        raise ValueError(f"no sizes for chapter {chapter!r}; known: {sorted(SIZES)}")
+    return dict(SIZES[chapter][profile])
