@@ -314,3 +314,74 @@ def similarity_spearman(
 
 
 # -- retrieval metrics (recall@k, MRR, nDCG) --
+# Retrieval is judged on ranked lists: for each query the ids of the retrieved documents, best
+# first, and the set of ids that are relevant. With one relevant document per query (the news
+# headline -> article task) recall@k is the fraction of queries whose document is in the top k,
+# and MRR the mean of 1 / its rank (Voorhees 1999, TREC-8 QA track). nDCG (Jarvelin and
+# Kekalainen 2002) discounts each relevant hit by log2(rank + 1) and divides by the best possible.
+
+
+def _check_ranked(ranked: object, relevant: object) -> tuple[np.ndarray, list[set[int]]]:
+    r = np.asarray(ranked)
+    if r.ndim != 2 or r.shape[0] == 0 or r.shape[1] == 0:
+        raise ValueError(f"ranked must be a non-empty 2-d array (n_queries, n_ranked), "
+                         f"got shape {r.shape}")
+    if not np.issubdtype(r.dtype, np.integer):
+        raise TypeError(f"ranked must hold integer ids, got dtype {r.dtype}")
+    if isinstance(relevant, (str, bytes)):
+        raise TypeError("relevant must be a sequence of ids or of id collections")
+    rel = []
+    for j, item in enumerate(relevant):  # type: ignore[union-attr]
+        if isinstance(item, (int, np.integer)):
+            rel.append({int(item)})
+        else:
+            try:
+                rel.append({int(v) for v in item})
+            except TypeError:
+                raise TypeError(f"relevant[{j}] must be an id or a collection of ids, "
+                                f"got {item!r}") from None
+        if not rel[-1]:
+            raise ValueError(f"relevant[{j}] is empty: every query needs a relevant id")
+    if len(rel) != r.shape[0]:
+        raise ValueError(f"relevant has {len(rel)} entries for {r.shape[0]} ranked queries")
+    return r, rel
+
+
+def _check_k(k: object, n: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an integer, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if k > n:
+        raise ValueError(f"k = {k} is more than the {n} ranked ids per query")
+    return int(k)
+
+
+def recall_at_k(ranked: object, relevant: object, k: int) -> float:
+    """Mean over queries of |relevant in the top k| / |relevant|."""
+    r, rel = _check_ranked(ranked, relevant)
+    k = _check_k(k, r.shape[1])
+    return float(np.mean([len(rel_i.intersection(row[:k].tolist())) / len(rel_i)
+                          for row, rel_i in zip(r, rel, strict=True)]))
+
+
+def mrr(ranked: object, relevant: object) -> float:
+    """Mean reciprocal rank of the first relevant id (0 when none is in the ranked list)."""
+    r, rel = _check_ranked(ranked, relevant)
+    out = []
+    for row, rel_i in zip(r, rel, strict=True):
+        hits = [i for i, v in enumerate(row.tolist()) if v in rel_i]
+        out.append(1.0 / (hits[0] + 1) if hits else 0.0)
+    return float(np.mean(out))
+
+
+def ndcg(ranked: object, relevant: object, k: int) -> float:
+    """Mean nDCG@k with binary relevance: sum of 1/log2(rank + 1) over hits, over the ideal."""
+    r, rel = _check_ranked(ranked, relevant)
+    k = _check_k(k, r.shape[1])
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    out = []
+    for row, rel_i in zip(r, rel, strict=True):
+        gains = np.array([v in rel_i for v in row[:k].tolist()], dtype=np.float64)
+        out.append(float(gains @ disc) / float(disc[: min(k, len(rel_i))].sum()))
+    return float(np.mean(out))
