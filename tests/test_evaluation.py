@@ -1,0 +1,191 @@
+"""embedlab.evaluation: analogy accuracy and word-pair Spearman, and parity with gensim.
+
+The parity tests run gensim's ``evaluate_word_analogies`` / ``evaluate_word_pairs`` on a slice of
+GloVe (the course bars: analogy accuracy within 0.5 points, Spearman within 0.01);
+``benchmarks/parity_geometry.py`` prints the same comparison on the full sets.
+"""
+
+import numpy as np
+import pytest
+
+from embedlab import data
+from embedlab.evaluation import (
+    analogy_accuracy,
+    analogy_results,
+    pair_scores,
+    rankdata,
+    similarity_spearman,
+    spearman,
+)
+from embedlab.geometry import normalize
+
+N_WORDS = 30_000
+RESTRICT = 20_000
+EVERY = 6  # every 6th question of each section: about 2,000 answerable
+
+
+@pytest.fixture(scope="module")
+def glove():
+    vectors, words = data.load("glove-6b-50d")
+    return vectors[:N_WORDS], words[:N_WORDS]
+
+
+@pytest.fixture(scope="module")
+def keyed(glove):
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(glove[0].shape[1])
+    kv.add_vectors(glove[1], glove[0])
+    return kv
+
+
+@pytest.fixture(scope="module")
+def questions():
+    q = data.load("analogy-google")
+    return {s: rows[::EVERY] for s, rows in q.items()}
+
+
+# --------------------------------------------------------------------------- toy answers
+def _toy():
+    # Two parallelograms: man:king :: woman:queen, and a syntactic one.
+    rng = np.random.default_rng(0)
+    base = {w: rng.normal(size=8) for w in ("man", "woman", "walk", "swim", "noise")}
+    base["king"] = base["man"] + np.eye(8)[0] * 3
+    base["queen"] = base["woman"] + np.eye(8)[0] * 3
+    base["walked"] = base["walk"] + np.eye(8)[1] * 3
+    base["swam"] = base["swim"] + np.eye(8)[1] * 3
+    words = list(base)
+    return np.stack([base[w] for w in words]), words
+
+
+def test_toy_accuracy_sections_and_case_insensitivity():
+    vectors, words = _toy()
+    questions = {
+        "family": [("man", "king", "woman", "queen"), ("MAN", "King", "WOMAN", "Queen"),
+                   ("man", "king", "woman", "walk")],  # the third is answered wrong
+        "gram7-past-tense": [("walk", "walked", "swim", "swam"),
+                             ("walk", "walked", "fly", "flew")],  # OOV: skipped
+    }
+    res = analogy_accuracy(vectors, words, questions, restrict_vocab=100)
+    assert set(res) == {"total", "semantic", "syntactic", "per_section"}
+    assert res["per_section"] == {"family": pytest.approx(2 / 3), "gram7-past-tense": 1.0}
+    assert res["semantic"] == pytest.approx(2 / 3)
+    assert res["syntactic"] == 1.0
+    assert res["total"] == pytest.approx(3 / 4)
+    counts = analogy_results(vectors, words, questions, restrict_vocab=100)
+    assert counts.skipped == {"family": 0, "gram7-past-tense": 1}
+    assert counts.answered == {"family": 3, "gram7-past-tense": 1}
+
+
+def test_restrict_vocab_skips_questions_beyond_the_cut():
+    vectors, words = _toy()
+    q = {"family": [("man", "king", "woman", "queen")]}
+    # "queen" is row 6: with only the first 5 rows it is out of vocabulary, so nothing counts.
+    res = analogy_results(vectors, words, q, restrict_vocab=5)
+    assert res.answered["family"] == 0 and res.skipped["family"] == 1
+    assert analogy_accuracy(vectors, words, q, restrict_vocab=5)["total"] == 0.0
+
+
+def test_inputs_are_excluded_even_when_nearest():
+    # d == b exactly would win if the inputs were not excluded.
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.01], [0.3, 1.0]])
+    words = ["a", "b", "c", "d"]
+    q = {"s": [("a", "b", "c", "d")]}
+    assert analogy_accuracy(vectors, words, q)["total"] == 1.0
+
+
+def test_batches_do_not_change_the_answer(glove, questions):
+    v, w = glove
+    a = analogy_results(v, w, questions, restrict_vocab=5_000, batch_size=7)
+    b = analogy_results(v, w, questions, restrict_vocab=5_000, batch_size=10_000)
+    assert a.correct == b.correct and a.answered == b.answered
+
+
+def test_spearman_and_ranks_match_scipy():
+    from scipy.stats import rankdata as sp_rank
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 10, size=200).astype(float)  # many ties
+    y = x + rng.normal(size=200) * 3
+    np.testing.assert_allclose(rankdata(x), sp_rank(x))
+    assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_similarity_spearman_known_answer_and_oov():
+    vectors = normalize(np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.1]]))
+    words = ["a", "b", "c", "d"]
+    pairs = [("a", "b", 9.0), ("A", "c", 5.0), ("a", "d", 1.0), ("a", "zzz", 3.0)]
+    assert similarity_spearman(vectors, words, pairs) == pytest.approx(1.0)
+    human, model, skipped = pair_scores(vectors, words, pairs)
+    assert skipped == 1 and list(human) == [9.0, 5.0, 1.0]
+    np.testing.assert_allclose(model, [0.8, 0.0, vectors[3, 0]])
+
+
+# --------------------------------------------------------------------------- bad input
+def test_bad_input_is_rejected_clearly():
+    vectors, words = _toy()
+    q = {"family": [("man", "king", "woman", "queen")]}
+    with pytest.raises(ValueError, match="words has 2 entries"):
+        analogy_accuracy(vectors, words[:2], q)
+    with pytest.raises(TypeError, match="questions must be a dict"):
+        analogy_accuracy(vectors, words, [("man", "king", "woman", "queen")])
+    with pytest.raises(ValueError, match="tuple of 4 words"):
+        analogy_accuracy(vectors, words, {"x": [("man", "king", "woman")]})
+    with pytest.raises(ValueError, match="restrict_vocab must be >= 1"):
+        analogy_accuracy(vectors, words, q, restrict_vocab=0)
+    bad = vectors.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        analogy_accuracy(bad, words, q)
+    zero = vectors.copy()
+    zero[2] = 0.0
+    with pytest.raises(ValueError, match="zero row"):
+        analogy_accuracy(zero, words, q)
+    with pytest.raises(ValueError, match="at least 2"):
+        similarity_spearman(vectors, words, [("man", "king", 1.0), ("zzz", "king", 2.0)])
+    with pytest.raises(ValueError, match="score must be a number"):
+        similarity_spearman(vectors, words, [("man", "king", "high")])
+    with pytest.raises(ValueError, match="same length"):
+        spearman([1, 2, 3], [1, 2])
+
+
+# --------------------------------------------------------------------------- parity with gensim
+def _write_questions(path, questions):
+    lines = []
+    for section, rows in questions.items():
+        lines.append(f": {section}")
+        lines.extend(" ".join(q) for q in rows)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_analogy_accuracy_parity_with_gensim(glove, keyed, questions, tmp_path):
+    v, w = glove
+    path = tmp_path / "questions.txt"
+    _write_questions(path, questions)
+    score, sections = keyed.evaluate_word_analogies(str(path), restrict_vocab=RESTRICT)
+    ours = analogy_accuracy(v, w, questions, restrict_vocab=RESTRICT)
+    assert abs(ours["total"] - score) * 100 <= 0.5
+    theirs = {s["section"]: s for s in sections}
+    counts = analogy_results(v, w, questions, restrict_vocab=RESTRICT)
+    for name in questions:
+        n = len(theirs[name]["correct"]) + len(theirs[name]["incorrect"])
+        assert counts.answered[name] == n, name
+        assert abs(counts.correct[name] - len(theirs[name]["correct"])) <= max(1, 0.005 * n), name
+    assert sum(counts.answered.values()) > 1500  # the slice really exercises the method
+
+
+@pytest.mark.parametrize("name, filename", [("wordsim353", "wordsim353.tsv"),
+                                            ("simlex999", "simlex999.txt")])
+def test_similarity_spearman_parity_with_gensim(glove, keyed, name, filename):
+    from gensim.test.utils import datapath
+
+    v, w = glove
+    pairs = data.load(name)
+    _, spearman_g, oov = keyed.evaluate_word_pairs(datapath(filename), restrict_vocab=RESTRICT)
+    ours = similarity_spearman(v, w, pairs, restrict_vocab=RESTRICT)
+    assert abs(ours - spearman_g.statistic) <= 0.01
+    _, _, skipped = pair_scores(v, w, pairs, restrict_vocab=RESTRICT)
+    assert skipped == pytest.approx(oov / 100 * len(pairs), abs=0.5)
