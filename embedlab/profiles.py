@@ -38,6 +38,21 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
     },
     # -- chapters add their entries below this line, keyed by their two-digit number --
+    "01": {
+        # analogy_every: answer every k-th question of each Google section (1 = all 19,544);
+        # n_headlines: news headlines embedded with MiniLM for the sentence-level search.
+        "ci": {"restrict_vocab": 30_000, "analogy_every": 8, "n_headlines": 48},
+        "standard": {"restrict_vocab": 30_000, "analogy_every": 1, "n_headlines": 1_000},
+        "full": {"restrict_vocab": 30_000, "analogy_every": 1, "n_headlines": 3_824},
+    },
+    "07": {
+        # n_vectors: GloVe rows searched; n_queries: query words; loop_n: rows scored in the
+        # pure-Python loop; timing_repeats: best-of for the illustrative timings.
+        "ci": {"n_vectors": 20_000, "n_queries": 20, "loop_n": 2_000, "timing_repeats": 2},
+        "standard": {"n_vectors": 400_000, "n_queries": 100, "loop_n": 20_000,
+                     "timing_repeats": 3},
+        "full": {"n_vectors": 400_000, "n_queries": 500, "loop_n": 50_000, "timing_repeats": 5},
+    },
 }
 
 
