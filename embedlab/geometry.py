@@ -47,7 +47,15 @@ __all__ = [
     "pca_project",
     "lookup",
     "WordIndex",
+    "UnknownWordError",
 ]
+
+
+class UnknownWordError(KeyError, ValueError):
+    """A word that is not in the vocabulary (a ``KeyError`` and a ``ValueError`` both)."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0]) if self.args else "unknown word"
 
 
 # --------------------------------------------------------------------------- input checks
@@ -187,13 +195,13 @@ class WordIndex:
         return self._unit
 
     def index(self, word: str) -> int:
-        """Row of ``word``; an unknown word raises a ``KeyError`` that says so."""
+        """Row of ``word``; an unknown word raises ``UnknownWordError`` that says so."""
         if not isinstance(word, str):
             raise TypeError(f"word must be a str, got {type(word).__name__}")
         try:
             return self.key_to_index[word]
         except KeyError:
-            raise KeyError(f"word {word!r} is not in the vocabulary") from None
+            raise UnknownWordError(f"word {word!r} is not in the vocabulary") from None
 
     def __contains__(self, word: object) -> bool:
         return word in self.key_to_index

@@ -118,7 +118,7 @@ def test_word_index_rejects_mismatch_and_unknown_words():
     wi = WordIndex(np.eye(3), ["a", "b", "c"])
     with pytest.raises(KeyError, match="'zzz' is not in the vocabulary"):
         most_similar(wi, None, "zzz")
-    with pytest.raises(KeyError, match="not in the vocabulary"):
+    with pytest.raises(ValueError, match="not in the vocabulary"):
         analogy(wi, None, "a", "b", "zzz")
     with pytest.raises(ValueError, match="topn"):
         most_similar(wi, None, "a", topn=0)
