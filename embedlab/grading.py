@@ -26,8 +26,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from embedlab import checks as _checks
 
 BEGIN = "### BEGIN SOLUTION"
@@ -59,6 +57,8 @@ def run_checks(exercise_id: str, answer: Any) -> dict[str, Any]:
         else:
             passed += 1
     n = max(len(ex.checks), 1)
+    if not passed and hints and all("NotImplementedError" in h for h in hints):
+        hints = ["not answered yet: write your answer in the graded cell (NotImplementedError)"]
     return {"id": ex.id, "points": round(ex.points * passed / n, 4), "max": ex.points,
             "hints": hints}
 
@@ -181,6 +181,8 @@ def _grade_one(ex_id: str, source: str, setup: list[str], timeout: float) -> dic
 
 def grade_notebook(path: str | Path, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     """Grade one exercise notebook; returns ``{"total", "max", "exercises": [...]}``."""
+    import nbformat  # imported here: the grading child process does not need it
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no notebook at {path}")
@@ -228,7 +230,9 @@ def strip_solution(source: str, exercise_id: str = "") -> str:
 
 def exercise_notebook(solution: Any) -> Any:
     """The learner's version of a solution notebook: solutions stripped, outputs cleared."""
-    nb = nbformat.from_dict(json.loads(nbformat.writes(solution)))
+    import nbformat  # imported here: the grading child process does not need it
+
+    nb = nbformat.reads(nbformat.writes(solution), as_version=4)  # a deep copy
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -239,6 +243,8 @@ def exercise_notebook(solution: Any) -> Any:
 
 def build_exercises(src: str | Path = "solutions", dst: str | Path = "exercises") -> list[Path]:
     """Write ``dst/NN_topic.ipynb`` for every solution notebook; returns the paths written."""
+    import nbformat  # imported here: the grading child process does not need it
+
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     written = []
@@ -252,6 +258,8 @@ def build_exercises(src: str | Path = "solutions", dst: str | Path = "exercises"
 
 def out_of_step(src: str | Path = "solutions", dst: str | Path = "exercises") -> list[str]:
     """Exercise notebooks missing, extra or different from what ``build_exercises`` writes."""
+    import nbformat  # imported here: the grading child process does not need it
+
     src, dst = Path(src), Path(dst)
     problems = []
     want = {p.name: p for p in src.glob("[0-9][0-9]_*.ipynb")}

@@ -33,8 +33,8 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"record: value must be a number, string, list or dict, got {type(value)!r}")
 
 
-def record(name: str, value: Any) -> Any:
-    """Record one key result under ``name`` and return ``value`` unchanged."""
+def record(name: str, value: Any) -> None:
+    """Record one key result under ``name`` (returns nothing, so a notebook shows nothing)."""
     if not isinstance(name, str) or not name:
         raise ValueError("record: name must be a non-empty string")
     plain = _plain(value)
@@ -43,7 +43,6 @@ def record(name: str, value: Any) -> Any:
     if path:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"name": name, "value": plain}) + "\n")
-    return value
 
 
 def recorded() -> dict[str, Any]:

@@ -81,8 +81,16 @@ def registry() -> dict[str, Exercise]:
     return dict(_REGISTRY)
 
 
+def _load_chapter(chapter: str) -> None:
+    if any(m.name == f"ch{chapter}" for m in pkgutil.iter_modules(__path__)):
+        importlib.import_module(f"{__name__}.ch{chapter}")
+
+
 def get(id: str) -> Exercise:
-    """One exercise by id; a clear ``KeyError`` names the known ids."""
+    """One exercise by id (imports only its chapter's checks); a clear ``KeyError`` if unknown."""
+    _load_chapter(id.split(".", 1)[0])
+    if id in _REGISTRY:
+        return _REGISTRY[id]
     reg = registry()
     if id not in reg:
         raise KeyError(f"unknown exercise {id!r}; known: {sorted(reg)}")
@@ -91,4 +99,5 @@ def get(id: str) -> Exercise:
 
 def for_chapter(chapter: str) -> list[Exercise]:
     """The exercises of chapter ``chapter`` (``"16"``), in id order."""
-    return sorted((e for e in registry().values() if e.chapter == chapter), key=lambda e: e.id)
+    _load_chapter(chapter)
+    return sorted((e for e in _REGISTRY.values() if e.chapter == chapter), key=lambda e: e.id)

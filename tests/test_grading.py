@@ -1,0 +1,168 @@
+"""The grader: solutions score full marks, exercises zero, a broken answer costs only itself."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from embedlab import checks
+from embedlab.grading import (
+    check,
+    exercise_notebook,
+    grade_notebook,
+    out_of_step,
+    strip_solution,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
+SOL16 = ROOT / "solutions" / "16_k_closest_points.ipynb"
+
+
+def test_exercises_in_step_with_solutions() -> None:
+    assert SOLUTIONS, "no solution notebooks"
+    assert out_of_step(ROOT / "solutions", ROOT / "exercises") == []
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_solutions_score_full_marks(path: Path) -> None:
+    result = grade_notebook(path)
+    failed = {e["id"]: e["hints"] for e in result["exercises"] if e["points"] < e["max"]}
+    assert result["max"] > 0 and result["total"] == result["max"], failed
+
+
+@pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.stem)
+def test_generated_exercises_score_zero(path: Path) -> None:
+    result = grade_notebook(path)
+    assert result["max"] > 0 and result["total"] == 0
+    assert all(e["hints"] for e in result["exercises"])
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_every_chapter_exercise_has_a_graded_cell(path: Path) -> None:
+    from embedlab.grading import chapter_of, graded_cells
+
+    nb = nbformat.read(path, as_version=4)
+    ids = [i for i, _, _ in graded_cells(nb)]
+    declared = [e.id for e in checks.for_chapter(chapter_of(path))]
+    assert sorted(ids) == declared
+    for ex in checks.for_chapter(chapter_of(path)):
+        assert len(ex.checks) >= 2, f"{ex.id}: at least two checks, so hints can be specific"
+
+
+def _learner_notebook(tmp_path: Path, edits: dict[str, str]) -> Path:
+    """A copy of the chapter-16 solutions with some graded cells replaced."""
+    nb = nbformat.read(SOL16, as_version=4)
+    for cell in nb.cells:
+        ex_id = cell.metadata.get("exercise")
+        if ex_id in edits:
+            cell.source = edits[ex_id]
+    path = tmp_path / SOL16.name
+    nbformat.write(nb, path)
+    return path
+
+
+def _by_id(result: dict) -> dict:
+    return {e["id"]: e for e in result["exercises"]}
+
+
+def test_syntax_error_costs_only_that_answer(tmp_path: Path) -> None:
+    path = _learner_notebook(tmp_path, {"16.partition": "def partition(values, pivot_index)\n"
+                                                        "    return values, 0\n"})
+    res = _by_id(grade_notebook(path))
+    assert res["16.partition"]["points"] == 0
+    assert res["16.partition"]["hints"][0].startswith("SyntaxError in your answer, line 1")
+    assert res["16.heap"]["points"] == res["16.heap"]["max"]
+    assert res["16.merge"]["points"] == res["16.merge"]["max"]
+
+
+def test_exception_in_cell_costs_only_that_answer(tmp_path: Path) -> None:
+    path = _learner_notebook(tmp_path, {"16.merge": "x = 1\nundefined_name + 1\n"})
+    res = _by_id(grade_notebook(path))
+    assert res["16.merge"]["points"] == 0
+    assert res["16.merge"]["hints"] == ["your cell raised NameError: name 'undefined_name' is not "
+                                        "defined (line 2)"]
+    assert res["16.heap"]["points"] == res["16.heap"]["max"]
+
+
+def test_endless_loop_is_stopped_and_costs_only_that_answer(tmp_path: Path) -> None:
+    path = _learner_notebook(tmp_path, {"16.heap": "def k_closest_heap(points, k):\n"
+                                                   "    while True:\n        pass\n"})
+    res = _by_id(grade_notebook(path, timeout=8))
+    assert res["16.heap"]["points"] == 0
+    assert "stopped after 8 s" in res["16.heap"]["hints"][0]
+    assert res["16.partition"]["points"] == res["16.partition"]["max"]
+
+
+def test_wrong_answer_gets_partial_points_and_specific_hints(tmp_path: Path) -> None:
+    # sorts by distance correctly but ignores the tie rule and never validates k
+    wrong = ("def k_closest_heap(points, k):\n"
+             "    d = [float(x * x + y * y) for x, y in np.asarray(points, dtype=float)]\n"
+             "    return sorted(range(len(d)), key=lambda i: (d[i], -i))[:k]\n")
+    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"16.heap": wrong})))
+    heap = res["16.heap"]
+    assert 0 < heap["points"] < heap["max"]
+    assert any("ties" in h for h in heap["hints"])
+    assert any("ValueError" in h for h in heap["hints"])
+    assert not any("LeetCode" in h for h in heap["hints"])
+
+
+def test_missing_graded_cell_is_reported(tmp_path: Path) -> None:
+    nb = nbformat.read(SOL16, as_version=4)
+    nb.cells = [c for c in nb.cells if c.metadata.get("exercise") != "16.merge"]
+    path = tmp_path / SOL16.name
+    nbformat.write(nb, path)
+    res = _by_id(grade_notebook(path))
+    assert res["16.merge"]["points"] == 0 and "no graded cell" in res["16.merge"]["hints"][0]
+
+
+def test_cli_json_output(tmp_path: Path) -> None:
+    path = _learner_notebook(tmp_path, {"16.partition": "raise RuntimeError('no')\n"})
+    proc = subprocess.run([sys.executable, "-m", "embedlab.cli", "grade", "--json", str(path)],
+                          capture_output=True, text=True, check=True)
+    out = json.loads(proc.stdout)
+    assert set(out) == {"total", "max", "exercises"}
+    assert out["max"] == 10 and out["total"] == 7
+    assert [set(e) for e in out["exercises"]] == [{"id", "points", "max", "hints"}] * 3
+
+
+def test_check_in_a_notebook_prints_and_never_raises(capsys) -> None:
+    def broken(points, k):
+        raise ZeroDivisionError("oops")
+
+    assert check("16.heap", broken) == 0
+    out = capsys.readouterr().out
+    assert "16.heap" in out and "0 / 4" in out and "raised ZeroDivisionError: oops" in out
+
+
+def test_strip_solution_and_unbalanced_markers() -> None:
+    src = "def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n"
+    assert strip_solution(src, "16.x") == (
+        'def f(x):\n    raise NotImplementedError("exercise 16.x: write your answer here")')
+    with pytest.raises(ValueError, match="without"):
+        strip_solution("### BEGIN SOLUTION\nx = 1\n")
+    with pytest.raises(ValueError, match="without"):
+        strip_solution("x = 1\n### END SOLUTION\n")
+
+
+def test_exercise_notebook_keeps_everything_but_the_answers() -> None:
+    sol = nbformat.read(SOL16, as_version=4)
+    ex = exercise_notebook(sol)
+    assert len(ex.cells) == len(sol.cells)
+    changed = [i for i, (a, b) in enumerate(zip(sol.cells, ex.cells, strict=True))
+               if a.source != b.source]
+    assert changed == [i for i, c in enumerate(sol.cells) if "### BEGIN SOLUTION" in c.source]
+    assert all("NotImplementedError" in ex.cells[i].source for i in changed)
+
+
+def test_exercise_ids_are_validated() -> None:
+    with pytest.raises(ValueError, match="must look like"):
+        checks.exercise("heap", name="f", points=1)
+    with pytest.raises(ValueError, match="declared twice"):
+        checks.exercise("16.heap", name="f", points=1)
+    with pytest.raises(KeyError, match="unknown exercise '16.nothing'"):
+        checks.get("16.nothing")
