@@ -38,6 +38,43 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
     },
     # -- chapters add their entries below this line, keyed by their two-digit number --
+    "04": {
+        # n_eval: held-out news pairs scored (of 800); max_chars: articles cut to this length;
+        # steps/batch_size: the quick bi-encoder trained at the end (bag of GloVe embeddings)
+        "ci": {"n_eval": 200, "max_chars": 500, "steps": 30, "batch_size": 32, "max_len": 64},
+        "standard": {"n_eval": 800, "max_chars": 1000, "steps": 200, "batch_size": 64,
+                     "max_len": 128},
+        "full": {"n_eval": 800, "max_chars": None, "steps": 1000, "batch_size": 128,
+                 "max_len": 256},
+    },
+    "05": {
+        # n_train: training pairs used (None = all ~2,900); steps per run of every sweep
+        "ci": {"n_eval": 200, "max_chars": 500, "n_train": 1000, "max_len": 64, "steps": 30,
+               "batch_size": 32, "batch_sizes": [16, 64], "temperatures": [0.05, 1.0],
+               "n_negatives": 1, "margin": 0.1, "lr": 0.03},
+        "standard": {"n_eval": 800, "max_chars": 1000, "n_train": None, "max_len": 128,
+                     "steps": 150, "batch_size": 64, "batch_sizes": [16, 32, 64, 128, 256],
+                     "temperatures": [0.01, 0.05, 0.1, 1.0], "n_negatives": 1, "margin": 0.1,
+                     "lr": 0.03},
+        "full": {"n_eval": 800, "max_chars": None, "n_train": None, "max_len": 256,
+                 "steps": 600, "batch_size": 64, "batch_sizes": [16, 32, 64, 128, 256, 512],
+                 "temperatures": [0.01, 0.02, 0.05, 0.1, 0.2, 1.0], "n_negatives": 3,
+                 "margin": 0.1, "lr": 0.03},
+    },
+    "06": {
+        # SimCSE: n_sentences news sentences, steps per run; sup_steps: supervised pairs after
+        "ci": {"n_eval": 200, "max_chars": 500, "n_sentences": 2000, "sent_len": 32,
+               "max_len": 64, "steps": 30, "batch_size": 32, "temperatures": [0.05, 0.5],
+               "eval_every": 10, "sup_steps": 20, "bag_steps": 30, "lr": 1e-3},
+        "standard": {"n_eval": 800, "max_chars": 1000, "n_sentences": 20000, "sent_len": 32,
+                     "max_len": 128, "steps": 200, "batch_size": 64,
+                     "temperatures": [0.01, 0.05, 0.5], "eval_every": 25, "sup_steps": 100,
+                     "bag_steps": 150, "lr": 1e-3},
+        "full": {"n_eval": 800, "max_chars": None, "n_sentences": 60000, "sent_len": 48,
+                 "max_len": 256, "steps": 2000, "batch_size": 128,
+                 "temperatures": [0.001, 0.01, 0.05, 0.1, 1.0], "eval_every": 100,
+                 "sup_steps": 1000, "bag_steps": 600, "lr": 1e-3},
+    },
     "01": {
         # analogy_every: answer every k-th question of each Google section (1 = all 19,544);
         # parity_every: the same for the (slower) gensim comparison;
