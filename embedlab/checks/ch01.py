@@ -1,0 +1,141 @@
+"""Checks for chapter 01: the cosine matrix, analogies with input exclusion, Spearman's rho."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from embedlab.checks import exercise
+from embedlab.evaluation import spearman as _spearman
+from embedlab.geometry import WordIndex
+from embedlab.geometry import analogy as _analogy
+from embedlab.geometry import cosine as _cosine
+
+
+@lru_cache(maxsize=1)
+def _glove(n: int = 50_000) -> tuple[np.ndarray, list[str]]:
+    from embedlab import data
+
+    vectors, words = data.load("glove-6b-50d")
+    return vectors[:n], words[:n]
+
+
+def _raises(fn, *args, kinds=(ValueError,)) -> bool:
+    try:
+        out = fn(*args)
+    except kinds:
+        return True
+    except Exception as exc:  # the wrong kind of error is still wrong
+        raise AssertionError(f"raised {type(exc).__name__}, expected ValueError") from None
+    raise AssertionError(f"returned {np.asarray(out).ravel()[:4]} instead of raising ValueError")
+
+
+# --------------------------------------------------------------------------- 01.cosine_matrix
+cm = exercise("01.cosine_matrix", name="cosine_matrix", points=4)
+
+
+@cm.check("returns shape (len(A), len(B)) with known values: cos of 45 degrees is 0.7071")
+def _(fn):
+    got = np.asarray(fn(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]]), np.array([[1.0, 1.0]])))
+    assert got.shape == (3, 1), f"shape {got.shape}, expected (3, 1)"
+    np.testing.assert_allclose(got.ravel(), [2 ** -0.5] * 3, atol=1e-6)
+    got = np.asarray(fn(np.array([[1.0, 0.0]]), np.array([[-1.0, 0.0], [0.0, 5.0]])))
+    np.testing.assert_allclose(got, [[-1.0, 0.0]], atol=1e-9)
+
+
+@cm.check("agrees with embedlab.geometry.cosine on random matrices (normalise rows, then A @ B.T)")
+def _(fn):
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(40, 16)) * 5, rng.normal(size=(30, 16))
+    got = np.asarray(fn(a, b), dtype=np.float64)
+    assert got.shape == (40, 30), f"shape {got.shape}, expected (40, 30)"
+    np.testing.assert_allclose(got, _cosine(a, b), atol=1e-6)
+
+
+@cm.check("a zero row has no direction: raise ValueError instead of returning NaN")
+def _(fn):
+    with np.errstate(all="ignore"):
+        _raises(fn, np.array([[1.0, 2.0], [0.0, 0.0]]), np.array([[1.0, 1.0]]))
+        _raises(fn, np.array([[1.0, 2.0]]), np.zeros((2, 2)))
+
+
+@cm.check("raise ValueError when A and B have different numbers of columns")
+def _(fn):
+    _raises(fn, np.ones((2, 3)), np.ones((2, 4)))
+
+
+# --------------------------------------------------------------------------- 01.analogy
+an = exercise("01.analogy", name="solve_analogy", points=4)
+
+
+@an.check("never answers with one of the three input words (exclude a, b and c)")
+def _(fn):
+    vectors = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.9, 0.1, 0.05], [0.2, 0.9, 0.3]])
+    words = ["a", "b", "c", "d"]
+    got = fn(vectors, words, "a", "b", "c")
+    assert got == "d", f"answered {got!r}; b itself is nearest to b - a + c, so it must be skipped"
+
+
+@an.check("agrees with embedlab.geometry.analogy (3CosAdd over unit vectors) on random vectors")
+def _(fn):
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(500, 20)) * rng.uniform(0.5, 3, size=(500, 1))
+    words = [f"w{i}" for i in range(500)]
+    wi = WordIndex(vectors, words)
+    for a, b, c in rng.integers(0, 500, size=(8, 3)):
+        if len({a, b, c}) < 3:
+            continue
+        want = _analogy(wi, None, words[a], words[b], words[c])[0][0]
+        got = fn(vectors, words, words[a], words[b], words[c])
+        assert got == want, f"{words[a]}:{words[b]}::{words[c]}:? gave {got!r}, expected {want!r}"
+
+
+@an.check("on GloVe: man:king::woman:queen and paris:france::rome:italy")
+def _(fn):
+    vectors, words = _glove()
+    assert fn(vectors, words, "man", "king", "woman") == "queen"
+    assert fn(vectors, words, "paris", "france", "rome") == "italy"
+
+
+@an.check("an unknown word raises KeyError or ValueError naming it")
+def _(fn):
+    vectors = np.eye(4)
+    words = ["a", "b", "c", "d"]
+    try:
+        fn(vectors, words, "a", "b", "zebra")
+    except (KeyError, ValueError) as exc:
+        assert "zebra" in str(exc), "name the unknown word in the message"
+    else:
+        raise AssertionError("no error for the unknown word 'zebra'")
+
+
+# --------------------------------------------------------------------------- 01.spearman
+sp = exercise("01.spearman", name="spearman_rho", points=3)
+
+
+@sp.check("rho is 1 for any increasing relation and -1 for a decreasing one (ranks, not values)")
+def _(fn):
+    x = np.array([0.5, 2.0, 3.0, 7.0, 11.0])
+    assert abs(fn(x, x ** 3) - 1.0) < 1e-9
+    assert abs(fn(x, np.exp(-x)) + 1.0) < 1e-9
+
+
+@sp.check("tied values share their average rank (as scipy.stats.rankdata does)")
+def _(fn):
+    x = [1, 2, 2, 3, 3, 3, 4]
+    y = [2, 1, 4, 3, 6, 5, 7]
+    assert abs(fn(x, y) - _spearman(x, y)) < 1e-9, f"{fn(x, y):.6f} vs {_spearman(x, y):.6f}"
+
+
+@sp.check("agrees with embedlab.evaluation.spearman on random human-like ratings")
+def _(fn):
+    rng = np.random.default_rng(3)
+    human = rng.integers(0, 11, size=300).astype(float)
+    model = human / 10 + rng.normal(scale=0.3, size=300)
+    assert abs(fn(human, model) - _spearman(human, model)) < 1e-9
+
+
+@sp.check("raise ValueError when x and y have different lengths")
+def _(fn):
+    _raises(fn, [1.0, 2.0, 3.0], [1.0, 2.0])
