@@ -15,3 +15,8 @@ from embedlab.index.pq import PQIndex
 
 __all__ = ["METRICS", "FlatIndex", "IVFIndex", "IVFPQIndex", "Index", "KMeansResult", "PQIndex",
            "kmeans"]
+
+# chapters 10 and 11: graph search, and choosing an index
+from embedlab.index.hnsw import HNSWIndex  # noqa: E402
+
+__all__ += ["HNSWIndex"]

@@ -170,9 +170,9 @@ def _select(x, cand, cand_d, n, m, heuristic, l2, out):
     nearest first and keep ``e`` only if it is closer to the base point than to every neighbour
     kept so far. A candidate that is nearer to a kept neighbour is reachable through it, so the
     links spread out in different directions instead of piling into one cluster. When there are
-    at most ``m`` candidates all are kept (hnswlib does the same).
+    fewer than ``m`` candidates all are kept (hnswlib does the same).
     """
-    if not heuristic or n <= m:
+    if not heuristic or n < m:
         cnt = min(n, m)
         for t in range(cnt):
             out[t] = cand[t]
