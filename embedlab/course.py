@@ -103,8 +103,13 @@ def _failure_summary(exc: BaseException) -> str:
 
 def run_notebook(path: Path, out_dir: Path, profile: str, timeout: int = 1800) -> Outcome:
     """Execute one notebook with papermill; never raises for a failing notebook."""
+    import logging
+
     import papermill as pm
 
+    # The parameters cell calls profile_from_env(), which papermill cannot parse for types; the
+    # injected `profile = "..."` still overrides it. Keep that warning out of the course output.
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / path.name
     rec = out_dir / f"{path.stem}.records.jsonl"
