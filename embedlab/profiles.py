@@ -90,9 +90,9 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # n_vectors: GloVe rows searched; n_queries: query words; loop_n: rows scored in the
         # pure-Python loop; timing_repeats: best-of for the illustrative timings.
         "ci": {"n_vectors": 20_000, "n_queries": 20, "loop_n": 2_000, "timing_repeats": 2},
-        "standard": {"n_vectors": 400_000, "n_queries": 100, "loop_n": 20_000,
-                     "timing_repeats": 3},
-        "full": {"n_vectors": 400_000, "n_queries": 500, "loop_n": 50_000, "timing_repeats": 5},
+        "standard": {"n_vectors": 400_000, "n_queries": 50, "loop_n": 10_000,
+                     "timing_repeats": 2},
+        "full": {"n_vectors": 400_000, "n_queries": 200, "loop_n": 50_000, "timing_repeats": 5},
     },
 }
 
