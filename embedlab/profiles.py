@@ -38,6 +38,27 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
     },
     # -- chapters add their entries below this line, keyed by their two-digit number --
+    "02": {
+        "ci": {"n_articles": 200, "vector_size": 32, "epochs": 3, "sweep_articles": 120,
+               "sweep_epochs": 2, "sweep": {"sample": [0.0, 1e-3], "window": [2, 5],
+                                            "negative": [2, 5], "vector_size": [16, 32]}},
+        "standard": {"n_articles": None, "vector_size": 100, "epochs": 3, "sweep_articles": 800,
+                     "sweep_epochs": 2,
+                     "sweep": {"sample": [0.0, 1e-4, 1e-3], "window": [2, 5, 10],
+                               "negative": [2, 5, 15], "vector_size": [25, 50, 100]}},
+        "full": {"n_articles": None, "vector_size": 100, "epochs": 5, "sweep_articles": None,
+                 "sweep_epochs": 3,
+                 "sweep": {"sample": [0.0, 1e-5, 1e-4, 1e-3], "window": [2, 5, 10, 15],
+                           "negative": [2, 5, 10, 20], "vector_size": [25, 50, 100, 200]}},
+    },
+    "03": {
+        "ci": {"n_articles": 200, "vector_size": 32, "window": 10, "epochs": 10,
+               "w2v_epochs": 3, "demo_articles": 20},
+        "standard": {"n_articles": None, "vector_size": 50, "window": 10, "epochs": 15,
+                     "w2v_epochs": 3, "demo_articles": 100},
+        "full": {"n_articles": None, "vector_size": 100, "window": 10, "epochs": 50,
+                 "w2v_epochs": 5, "demo_articles": 300},
+    },
     "04": {
         # n_eval: held-out news pairs scored (of 800); max_chars: articles cut to this length;
         # steps/batch_size: the quick bi-encoder trained at the end (bag of GloVe embeddings)
