@@ -189,3 +189,26 @@ def test_similarity_spearman_parity_with_gensim(glove, keyed, name, filename):
     assert abs(ours - spearman_g.statistic) <= 0.01
     _, _, skipped = pair_scores(v, w, pairs, restrict_vocab=RESTRICT)
     assert skipped == pytest.approx(oov / 100 * len(pairs), abs=0.5)
+
+
+def test_case_variants_follow_gensim(tmp_path):
+    """Of several case variants the first row is used, and no variant of an input may answer."""
+    from gensim.models import KeyedVectors
+
+    rng = np.random.default_rng(6)
+    base = rng.normal(size=(6, 10))
+    # rows: man, king, woman, queen, then "Woman" (a variant of an input, placed where the
+    # answer would be) and "QUEEN" (a later variant of the answer).
+    target = base[1] - base[0] + base[2]
+    vectors = np.vstack([base[:4], target, base[3] * 1.01])
+    words = ["man", "king", "woman", "queen", "Woman", "QUEEN"]
+    questions = {"family": [("Man", "KING", "woman", "Queen"), ("man", "king", "woman", "queen")]}
+    ours = analogy_results(vectors, words, questions, restrict_vocab=6)
+    kv = KeyedVectors(10)
+    kv.add_vectors(words, vectors)
+    path = tmp_path / "q.txt"
+    _write_questions(path, questions)
+    score, sections = kv.evaluate_word_analogies(str(path), restrict_vocab=6)
+    assert ours.answered["family"] == 2 and ours.correct["family"] == 2
+    assert ours.correct["family"] == len(sections[0]["correct"])
+    assert analogy_accuracy(vectors, words, questions, restrict_vocab=6)["total"] == score
