@@ -187,6 +187,7 @@ def test_glove_cosines_and_king_queen(glove):
     assert most_similar(glove, None, "france", topn=5)[0][0] in {"belgium", "french", "spain"}
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gensim's most_similar_cosmul
 def test_glove_neighbours_agree_with_gensim(glove):
     from gensim.models import KeyedVectors
 
