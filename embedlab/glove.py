@@ -172,6 +172,7 @@ def _adagrad_step(w, gsq, grad, eta):
     """AdaGrad: accumulate the squared gradient, step by eta * grad / sqrt(accumulated)."""
     for k in range(w.shape[0]):
         gsq[k] += grad[k] * grad[k]
+    for k in range(w.shape[0]):                    # a separate loop vectorises
         w[k] -= eta * grad[k] / np.sqrt(gsq[k])
 
 

@@ -40,7 +40,8 @@ from numba import njit
 from embedlab.text import build_vocab
 
 __all__ = ["Word2Vec", "UnknownWordError", "keep_probability", "noise_distribution",
-           "noise_cum_table", "sgns_loss", "KeyedVectorsMixin"]
+           "noise_cum_table", "sgns_loss", "sgd_pair_step", "draw_noise", "corpus_ids",
+           "KeyedVectorsMixin"]
 
 _LCG_MUL = np.uint64(25214903917)
 _LCG_ADD = np.uint64(11)
@@ -253,6 +254,31 @@ def _train_chunk(corpus, starts, s_begin, s_end, syn0, syn1neg, keep_int, cum_ta
     out[0] = loss
     out[1] = pairs
     return seen
+
+
+def sgd_pair_step(syn0: np.ndarray, syn1neg: np.ndarray, input_word: int, target: int,
+                  negative: int, cum_table: np.ndarray, seed: int, alpha: float) -> float:
+    """One SGNS step of the training loop on one (input, target) pair, in place.
+
+    Draws ``negative`` noise words from ``cum_table`` with the random stream started at
+    ``seed`` (noise words equal to the target are skipped, as word2vec.c does), updates
+    ``syn1neg`` rows and then ``syn0[input_word]``, and returns the pair's loss before the step.
+    The notebook uses it to show that this update is ``-alpha`` times the torch gradient.
+    """
+    if syn0.dtype != np.float32 or syn1neg.dtype != np.float32:
+        raise TypeError("syn0 and syn1neg must be float32 arrays")
+    neu1e = np.zeros(syn0.shape[1], dtype=np.float32)
+    state = np.array([seed], dtype=np.uint64)
+    loss = _sgd_pair(syn0, syn1neg, syn0[input_word], neu1e, int(target), int(negative),
+                     cum_table, state, float(alpha), 0.0)
+    syn0[input_word] += neu1e
+    return float(loss)
+
+
+def draw_noise(cum_table: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` noise words drawn exactly as the training loop draws them from stream ``seed``."""
+    state = np.array([seed], dtype=np.uint64)
+    return np.array([_draw_noise(cum_table, state) for _ in range(n)], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- shared lookups
