@@ -14,7 +14,10 @@ back to its add-order id. A batch of queries is scanned list by list: the querie
 ``l`` are multiplied with that list's vectors in one sgemm, then pushed through the k-best heaps.
 
 Centroids are ranked the way faiss's quantiser ranks them: by L2 distance for ``metric="l2"``
-and by inner product for ``"ip"``/``"cosine"``; k-means itself always minimises L2.
+and by inner product for ``"ip"``/``"cosine"``. Training uses the same rule inside k-means's
+assignment step, so the lists are filled the way they were trained; for inner products the
+centroids are kept at unit length (spherical k-means), and k-means runs 10 iterations: both are
+faiss's ``IndexIVF`` defaults.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class IVFIndex(Index):
     needs_training = True
 
     def __init__(self, dim: int, nlist: int = 256, metric: str = "l2", nprobe: int = 1,
-                 seed: int = 0, niter: int = 20) -> None:
+                 seed: int = 0, niter: int = 10) -> None:
         super().__init__(dim, metric)
         self.nlist = check_int(nlist, "nlist")
         self.nprobe = check_int(nprobe, "nprobe", high=self.nlist)
@@ -64,7 +67,9 @@ class IVFIndex(Index):
     def _train(self, x: np.ndarray) -> None:
         if x.shape[0] < self.nlist:
             raise ValueError(f"train needs at least nlist={self.nlist} vectors, got {x.shape[0]}")
-        self.centroids = kmeans(x, self.nlist, niter=self.niter, seed=self.seed).centroids
+        ip = self.metric != "l2"  # train with the rule used to fill the lists
+        self.centroids = kmeans(x, self.nlist, niter=self.niter, seed=self.seed,
+                                metric="ip" if ip else "l2", spherical=ip).centroids
 
     def assign(self, x: np.ndarray) -> np.ndarray:
         """The list each row of ``x`` belongs to (its best centroid under the index's metric)."""

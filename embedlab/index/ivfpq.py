@@ -63,7 +63,7 @@ class IVFPQIndex(IVFIndex):
     _flat = False
 
     def __init__(self, dim: int, nlist: int = 256, m: int = 8, nbits: int = 8,
-                 metric: str = "l2", nprobe: int = 1, seed: int = 0, niter: int = 20,
+                 metric: str = "l2", nprobe: int = 1, seed: int = 0, niter: int = 10,
                  pq_niter: int = 25, query_block: int = 64) -> None:
         self.m, self.nbits = check_pq_params(check_int(dim, "dim"), m, nbits)
         self.pq_niter = check_int(pq_niter, "pq_niter", low=0)

@@ -39,18 +39,25 @@ class KMeansResult:
     n_split: int = 0  # empty clusters re-seeded over the run
 
 
-def assign(x: np.ndarray, centroids: np.ndarray,
-           block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centroid of each row of ``x``: ``(labels int64, squared distances float32)``."""
+def assign(x: np.ndarray, centroids: np.ndarray, block: int = 8192,
+           metric: str = "l2") -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid of each row of ``x``: ``(labels int64, squared distances float32)``.
+
+    ``metric="ip"`` picks the centroid with the largest inner product instead (what faiss does
+    when it trains an inner-product IVF); the distances returned are still squared L2.
+    """
     x = as_matrix(x, None, "x")
     centroids = as_matrix(centroids, x.shape[1], "centroids")
+    if metric not in ("l2", "ip"):
+        raise ValueError(f"metric must be 'l2' or 'ip', got {metric!r}")
     cnorm = np.einsum("ij,ij->i", centroids, centroids)
     labels = np.empty(x.shape[0], dtype=np.int64)
     dist = np.empty(x.shape[0], dtype=np.float32)
     for i in range(0, x.shape[0], block):
         xb = x[i:i + block]
-        d = cnorm[None, :] - 2.0 * (xb @ centroids.T)  # |x|^2 added below, it keeps the argmin
-        lab = np.argmin(d, axis=1)
+        ip = xb @ centroids.T
+        d = cnorm[None, :] - 2.0 * ip  # |x|^2 is added below: it does not change the argmin
+        lab = np.argmin(d, axis=1) if metric == "l2" else np.argmax(ip, axis=1)
         labels[i:i + block] = lab
         xn = np.einsum("ij,ij->i", xb, xb)
         dist[i:i + block] = np.maximum(d[np.arange(len(lab)), lab] + xn, 0.0)
@@ -92,8 +99,14 @@ def _split_empty(centroids: np.ndarray, counts: np.ndarray, rng: np.random.Gener
 
 
 def kmeans(x: object, k: int, niter: int = 20, init: str = "random", seed: int = 0,
-           max_points_per_centroid: int = 256, verbose: bool = False) -> KMeansResult:
+           max_points_per_centroid: int = 256, metric: str = "l2", spherical: bool = False,
+           verbose: bool = False) -> KMeansResult:
     """Cluster the rows of ``x`` (n, d) into ``k`` groups with ``niter`` Lloyd iterations.
+
+    ``metric="ip"`` assigns points by largest inner product (the update is still the mean),
+    as faiss's inner-product IVF training does. ``spherical=True`` rescales every centroid to unit
+    length after each update (spherical k-means, Dhillon and Modha 2001), faiss's setting for
+    inner-product IVF.
 
     Returns a ``KMeansResult``: ``centroids`` (k, d) float32, ``labels`` of the (possibly
     sub-sampled) training points, ``inertia`` (sum of squared distances) after each assignment.
@@ -115,19 +128,25 @@ def kmeans(x: object, k: int, niter: int = 20, init: str = "random", seed: int =
         centroids = x[rng.choice(n, size=k, replace=False)].copy()
     else:
         centroids = _kmeanspp(x, k, rng)
+    if spherical:
+        norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+        centroids /= np.where(norms > 0, norms, 1.0)
     result = KMeansResult(centroids=centroids, labels=np.zeros(n, dtype=np.int64))
     for it in range(niter + 1):
-        labels, dist = assign(x, centroids)
+        labels, dist = assign(x, centroids, metric=metric)
         result.inertia.append(float(dist.sum(dtype=np.float64)))
         if verbose:
             print(f"iteration {it}: inertia {result.inertia[-1]:.6g}")
         if it == niter:
             break
         counts = np.bincount(labels, minlength=k)
-        sums = np.zeros((k, x.shape[1]), dtype=np.float64)
-        np.add.at(sums, labels, x)
+        sums = np.stack([np.bincount(labels, weights=x[:, j], minlength=k)
+                         for j in range(x.shape[1])], axis=1)
         nonempty = counts > 0
         centroids[nonempty] = (sums[nonempty] / counts[nonempty, None]).astype(np.float32)
         result.n_split += _split_empty(centroids, counts, rng)
+        if spherical:
+            norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+            centroids /= np.where(norms > 0, norms, 1.0)
     result.centroids, result.labels = centroids, labels
     return result

@@ -1,0 +1,92 @@
+"""The benchmark helpers: datasets with exact ground truth, recall@k, sweeps side by side."""
+
+import faiss
+import numpy as np
+import pytest
+
+from embedlab import bench
+from embedlab.index import FlatIndex, IVFIndex
+
+
+def test_recall_at_k_known_answers():
+    gt = np.array([[1, 2, 3], [4, 5, 6]])
+    assert bench.recall_at_k(gt, gt, 3) == 1.0
+    found = np.array([[1, 9, 3], [-1, -1, 4]])
+    assert bench.recall_at_k(found, gt, 3) == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert bench.recall_at_k(found, gt, 1) == 0.5
+    with pytest.raises(ValueError, match="k=4 needs at least k columns"):
+        bench.recall_at_k(found, gt, 4)
+    with pytest.raises(ValueError, match="same number of rows"):
+        bench.recall_at_k(found[:1], gt, 2)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        bench.recall_at_k(found, gt, 0)
+
+
+def test_glove_split_is_held_out_and_ground_truth_is_exact():
+    ds = bench.load_dataset("glove", n_base=3000, n_query=100, gt_k=20, seed=1)
+    assert ds.xb.shape == (3000, 50) and ds.xq.shape == (100, 50) and ds.gt.shape == (100, 20)
+    np.testing.assert_allclose(np.linalg.norm(ds.xb, axis=1), 1.0, rtol=1e-5)
+    # held out: no query is a base vector
+    assert np.max(ds.xq @ ds.xb.T) < 1 - 1e-6
+    sims = ds.xq @ ds.xb.T
+    np.testing.assert_array_equal(ds.gt[:, 0], sims.argmax(1))
+    again = bench.load_dataset("glove", n_base=3000, n_query=100, gt_k=20, seed=1)  # cached
+    np.testing.assert_array_equal(again.gt, ds.gt)
+
+
+def test_minilm_news_small_slice():
+    ds = bench.load_dataset("minilm-news", n_base=900, n_query=100, gt_k=10)
+    assert ds.xb.shape == (900, 384) and ds.dim == 384
+    flat = faiss.IndexFlatIP(384)
+    flat.add(ds.xb)
+    np.testing.assert_array_equal(flat.search(ds.xq, 10)[1], ds.gt)
+
+
+def test_sweep_rows_side_by_side():
+    bench.one_thread()
+    ds = bench.load_dataset("glove", n_base=2000, n_query=50, gt_k=10)
+
+    def ours():
+        idx = IVFIndex(ds.dim, nlist=16, metric="ip")
+        idx.train(ds.xb)
+        idx.add(ds.xb)
+        return idx
+
+    def theirs():
+        idx = faiss.IndexIVFFlat(faiss.IndexFlatIP(ds.dim), ds.dim, 16,
+                                 faiss.METRIC_INNER_PRODUCT)
+        idx.train(ds.xb)
+        idx.add(ds.xb)
+        return idx
+
+    grid = [{"nprobe": 1}, {"nprobe": 16}]
+    rows = bench.sweep(ours, ds, grid, label="IVF") + bench.sweep(theirs, ds, grid,
+                                                                  library="faiss", label="IVF")
+    assert [r["library"] for r in rows] == ["embedlab"] * 2 + ["faiss"] * 2
+    assert rows[1]["recall"] == pytest.approx(1.0) and rows[3]["recall"] == pytest.approx(1.0)
+    assert rows[0]["recall"] < rows[1]["recall"]
+    assert all(r["qps"] > 0 and r["build_s"] >= 0 for r in rows)
+    assert rows[0]["bytes_per_vector"] >= 50 * 4
+    df = bench.table(rows)
+    assert list(df["params"]) == ["nprobe=1", "nprobe=16"] * 2
+
+
+def test_flat_sweep_recall_is_one_and_bytes_are_the_vectors():
+    ds = bench.load_dataset("glove", n_base=2000, n_query=50, gt_k=10)
+
+    def build():
+        idx = FlatIndex(ds.dim, metric="cosine")
+        idx.add(ds.xb)
+        return idx
+
+    (row,) = bench.sweep(build, ds, k=10, repeats=1)
+    assert row["recall"] == 1.0 and row["bytes_per_vector"] == 200
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="name must be one of"):
+        bench.load_dataset("sift", 10)
+    with pytest.raises(ValueError, match="n_base must be >= 1"):
+        bench.load_dataset("glove", 0)
+    with pytest.raises(ValueError, match="n_base \\+ n_query must be <= 400000"):
+        bench.load_dataset("glove", 399_990, 100)
