@@ -38,6 +38,27 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
     },
     # -- chapters add their entries below this line, keyed by their two-digit number --
+    "10": {
+        # nsw_points: 2-D points of the drawn graph; n_base/n_query: GloVe slice for the index;
+        # ns: base sizes of the log N study (built with growth_efc); sweep_Ms/sweep_efcs: one
+        # build each at the other's default; news_base: MiniLM-news base for the peer table
+        # (used when "minilm-news" is in datasets); repeats: best-of for each QPS figure.
+        "ci": {"nsw_points": 300, "n_base": 4_000, "n_query": 200, "M": 16,
+               "ef_construction": 100, "efs": [10, 20, 40, 80, 160],
+               "ns": [1_000, 2_000, 4_000, 8_000], "growth_efc": 40, "sweep_Ms": [8, 16],
+               "sweep_efcs": [40, 100], "datasets": ["glove"], "news_base": 2_000,
+               "repeats": 1},
+        "standard": {"nsw_points": 600, "n_base": 50_000, "n_query": 1_000, "M": 16,
+                     "ef_construction": 200, "efs": [10, 20, 40, 80, 160, 320],
+                     "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 40,
+                     "sweep_Ms": [8, 16, 32], "sweep_efcs": [50, 100, 200],
+                     "datasets": ["glove", "minilm-news"], "news_base": 15_000, "repeats": 2},
+        "full": {"nsw_points": 1_000, "n_base": 399_000, "n_query": 1_000, "M": 16,
+                 "ef_construction": 200, "efs": [10, 20, 40, 80, 160, 320, 640],
+                 "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 100,
+                 "sweep_Ms": [8, 16, 32, 48], "sweep_efcs": [50, 100, 200, 400],
+                 "datasets": ["glove", "minilm-news"], "news_base": 80_000, "repeats": 3},
+    },
     "02": {
         "ci": {"n_articles": 200, "vector_size": 32, "epochs": 3, "sweep_articles": 120,
                "sweep_epochs": 2, "sweep": {"sample": [0.0, 1e-3], "window": [2, 5],
