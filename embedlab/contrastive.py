@@ -169,17 +169,19 @@ def bm25_scores(queries: Sequence[str], corpus: Sequence[str], k1: float = 1.5,
     return out
 
 
-def mine_hard_negatives(scores, positive_ids, n_negatives: int = 1, margin: float = 0.0,
+def mine_hard_negatives(scores, positive_ids, n_negatives: int = 1,
+                        margin: float | None = None,
                         relative: bool = False, skip_top: int = 0) -> np.ndarray:
     """The ``n_negatives`` highest-scoring non-positive candidates of each query.
 
     scores: (n_queries, n_docs), any similarity (BM25, cosine); higher means more similar.
     positive_ids: (n_queries,) index of each query's positive document.
-    A candidate is a likely false negative, and is skipped, when it scores too close to the
-    positive: ``score > pos - margin`` (absolute margin), or with ``relative=True``
-    ``score > pos * (1 - margin)`` (NV-Retriever's "TopK-PercPos"). ``skip_top`` drops the first
-    few surviving candidates as well. Returns int64 (n_queries, n_negatives); -1 marks a slot no
-    candidate could fill.
+    With a ``margin``, a candidate is a likely false negative, and is skipped, when it scores too
+    close to the positive: ``score > pos - margin`` (absolute margin), or with ``relative=True``
+    ``score > pos * (1 - margin)`` (NV-Retriever's "TopK-PercPos"). ``margin=0`` skips only the
+    candidates that outscore the positive; ``margin=None`` (the default) skips none.
+    ``skip_top`` drops the first few surviving candidates as well. Returns int64
+    (n_queries, n_negatives); -1 marks a slot no candidate could fill.
     """
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 2 or s.shape[0] == 0 or s.shape[1] == 0:
@@ -193,16 +195,16 @@ def mine_hard_negatives(scores, positive_ids, n_negatives: int = 1, margin: floa
                          f"got {pos.min()}..{pos.max()}")
     if not isinstance(n_negatives, (int, np.integer)) or n_negatives < 1:
         raise ValueError(f"n_negatives must be an integer >= 1, got {n_negatives!r}")
-    if not np.isfinite(margin) or margin < 0:
-        raise ValueError(f"margin must be a finite number >= 0, got {margin}")
+    if margin is not None and (not np.isfinite(margin) or margin < 0):
+        raise ValueError(f"margin must be None or a finite number >= 0, got {margin}")
     if skip_top < 0:
         raise ValueError(f"skip_top must be >= 0, got {skip_top}")
     rows = np.arange(s.shape[0])
     pos_score = s[rows, pos]
-    limit = pos_score * (1 - margin) if relative else pos_score - margin
     allowed = s.copy()
     allowed[rows, pos] = -np.inf
-    if margin > 0:
+    if margin is not None:
+        limit = pos_score * (1 - margin) if relative else pos_score - margin
         allowed[allowed > limit[:, None]] = -np.inf
     order = np.argsort(-allowed, axis=1, kind="stable")
     out = np.full((s.shape[0], n_negatives), -1, dtype=np.int64)

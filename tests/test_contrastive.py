@@ -39,7 +39,8 @@ def _plain(a, p, n, tau, symmetric=False):
     for i in range(a.shape[0]):
         cands = [pn[j] for j in range(a.shape[0])]
         if n is not None:
-            cands += [n[j, k] / n[j, k].norm() for k in range(n.shape[1]) for j in range(n.shape[0])]
+            cands += [n[j, k] / n[j, k].norm()
+                      for k in range(n.shape[1]) for j in range(n.shape[0])]
         logits = torch.stack([an[i] @ c for c in cands]) / tau
         rows.append(F.cross_entropy(logits[None], torch.tensor([i])))
     loss = torch.stack(rows).mean()
@@ -143,6 +144,10 @@ def test_mine_hard_negatives_margin():
     # relative margin 5%: keep scores below 95% of the positive's (0.855 and 0.9025)
     assert mine_hard_negatives(scores, pos, 1, margin=0.05, relative=True).tolist() == [[1], [3]]
     assert mine_hard_negatives(scores, pos, 1, skip_top=1).tolist() == [[3], [3]]
+    # margin 0 drops only candidates that outscore the positive
+    outscored = np.array([[0.5, 0.9, 0.4]])
+    assert mine_hard_negatives(outscored, np.array([0]), 1).tolist() == [[1]]
+    assert mine_hard_negatives(outscored, np.array([0]), 1, margin=0.0).tolist() == [[2]]
     # too few survivors: -1 fills the rest
     out = mine_hard_negatives(scores, pos, 4, margin=0.5)
     assert out.tolist() == [[4, -1, -1, -1], [3, 1, 0, -1]]
