@@ -38,6 +38,33 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
     },
     # -- chapters add their entries below this line, keyed by their two-digit number --
+    "08": {
+        "ci": {"glove_base": 20_000, "minilm_base": 3_000, "n_query": 200,
+               "flat_sizes": [5_000, 10_000, 20_000], "kmeans_points": 5_000, "kmeans_k": 64,
+               "kmeans_iters": 10, "nlist": 64, "nprobes": [1, 2, 4, 8, 16, 64],
+               "timing_repeats": 2},
+        "standard": {"glove_base": 200_000, "minilm_base": 19_000, "n_query": 1_000,
+                     "flat_sizes": [25_000, 50_000, 100_000, 200_000], "kmeans_points": 50_000,
+                     "kmeans_k": 256, "kmeans_iters": 20, "nlist": 512,
+                     "nprobes": [1, 2, 4, 8, 16, 32, 64, 128], "timing_repeats": 3},
+        "full": {"glove_base": 399_000, "minilm_base": 85_000, "n_query": 1_000,
+                 "flat_sizes": [50_000, 100_000, 200_000, 399_000], "kmeans_points": 100_000,
+                 "kmeans_k": 1024, "kmeans_iters": 20, "nlist": 1024,
+                 "nprobes": [1, 2, 4, 8, 16, 32, 64, 128, 256], "timing_repeats": 3},
+    },
+    "09": {
+        "ci": {"glove_base": 20_000, "minilm_base": 3_000, "n_query": 200, "n_train": 5_000,
+               "pq_niter": 10, "ms_glove": [1, 2, 5, 10, 25], "m_minilm": 48, "nlist": 64,
+               "nprobes": [1, 4, 16, 64], "timing_repeats": 2},
+        "standard": {"glove_base": 200_000, "minilm_base": 19_000, "n_query": 1_000,
+                     "n_train": 50_000, "pq_niter": 25, "ms_glove": [1, 2, 5, 10, 25],
+                     "m_minilm": 48, "nlist": 512, "nprobes": [1, 4, 16, 64, 256],
+                     "timing_repeats": 3},
+        "full": {"glove_base": 399_000, "minilm_base": 85_000, "n_query": 1_000,
+                 "n_train": 65_536, "pq_niter": 25, "ms_glove": [1, 2, 5, 10, 25, 50],
+                 "m_minilm": 48, "nlist": 1024, "nprobes": [1, 4, 16, 64, 256],
+                 "timing_repeats": 3},
+    },
     "10": {
         # nsw_points: 2-D points of the drawn graph; n_base/n_query: GloVe slice for the index;
         # ns: base sizes of the log N study (built with growth_efc); sweep_Ms/sweep_efcs: one
