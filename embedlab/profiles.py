@@ -65,27 +65,6 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "m_minilm": 48, "nlist": 1024, "nprobes": [1, 4, 16, 64, 256],
                  "timing_repeats": 3},
     },
-    "10": {
-        # nsw_points: 2-D points of the drawn graph; n_base/n_query: GloVe slice for the index;
-        # ns: base sizes of the log N study (built with growth_efc); sweep_Ms/sweep_efcs: one
-        # build each at the other's default; news_base: MiniLM-news base for the peer table
-        # (used when "minilm-news" is in datasets); repeats: best-of for each QPS figure.
-        "ci": {"nsw_points": 300, "n_base": 4_000, "n_query": 200, "M": 16,
-               "ef_construction": 100, "efs": [10, 20, 40, 80, 160],
-               "ns": [1_000, 2_000, 4_000, 8_000], "growth_efc": 40, "sweep_Ms": [8, 16],
-               "sweep_efcs": [40, 100], "datasets": ["glove"], "news_base": 2_000,
-               "repeats": 1},
-        "standard": {"nsw_points": 600, "n_base": 50_000, "n_query": 1_000, "M": 16,
-                     "ef_construction": 200, "efs": [10, 20, 40, 80, 160, 320],
-                     "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 40,
-                     "sweep_Ms": [8, 16, 32], "sweep_efcs": [50, 100, 200],
-                     "datasets": ["glove", "minilm-news"], "news_base": 15_000, "repeats": 2},
-        "full": {"nsw_points": 1_000, "n_base": 399_000, "n_query": 1_000, "M": 16,
-                 "ef_construction": 200, "efs": [10, 20, 40, 80, 160, 320, 640],
-                 "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 100,
-                 "sweep_Ms": [8, 16, 32, 48], "sweep_efcs": [50, 100, 200, 400],
-                 "datasets": ["glove", "minilm-news"], "news_base": 80_000, "repeats": 3},
-    },
     "02": {
         "ci": {"n_articles": 200, "vector_size": 32, "epochs": 3, "sweep_articles": 120,
                "sweep_epochs": 2, "sweep": {"sample": [0.0, 1e-3], "window": [2, 5],
@@ -106,6 +85,27 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                      "w2v_epochs": 3, "demo_articles": 100},
         "full": {"n_articles": None, "vector_size": 100, "window": 10, "epochs": 50,
                  "w2v_epochs": 5, "demo_articles": 300},
+    },
+    "10": {
+        # nsw_points: 2-D points of the drawn graph; n_base/n_query: GloVe slice for the index;
+        # ns: base sizes of the log N study (built with growth_efc); sweep_Ms/sweep_efcs: one
+        # build each at the other's default; news_base: MiniLM-news base for the peer table
+        # (used when "minilm-news" is in datasets); repeats: best-of for each QPS figure.
+        "ci": {"nsw_points": 300, "n_base": 4_000, "n_query": 200, "M": 16,
+               "ef_construction": 100, "efs": [10, 20, 40, 80, 160],
+               "ns": [1_000, 2_000, 4_000, 8_000], "growth_efc": 40, "sweep_Ms": [8, 16],
+               "sweep_efcs": [40, 100], "datasets": ["glove"], "news_base": 2_000,
+               "repeats": 1},
+        "standard": {"nsw_points": 600, "n_base": 50_000, "n_query": 1_000, "M": 16,
+                     "ef_construction": 200, "efs": [10, 20, 40, 80, 160, 320],
+                     "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 40,
+                     "sweep_Ms": [8, 16, 32], "sweep_efcs": [50, 100, 200],
+                     "datasets": ["glove", "minilm-news"], "news_base": 15_000, "repeats": 2},
+        "full": {"nsw_points": 1_000, "n_base": 399_000, "n_query": 1_000, "M": 16,
+                 "ef_construction": 200, "efs": [10, 20, 40, 80, 160, 320, 640],
+                 "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 100,
+                 "sweep_Ms": [8, 16, 32, 48], "sweep_efcs": [50, 100, 200, 400],
+                 "datasets": ["glove", "minilm-news"], "news_base": 80_000, "repeats": 3},
     },
     "04": {
         # n_eval: held-out news pairs scored (of 800); max_chars: articles cut to this length;
@@ -134,7 +134,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # SimCSE: n_sentences news sentences, steps per run; sup_steps: supervised pairs after
         "ci": {"n_eval": 200, "max_chars": 500, "n_sentences": 2000, "sent_len": 32,
                "max_len": 64, "steps": 30, "batch_size": 32, "temperatures": [0.05, 0.5],
-               "eval_every": 10, "sup_steps": 20, "bag_steps": 30, "lr": 1e-3},
+               "eval_every": 15, "sup_steps": 20, "bag_steps": 30, "lr": 1e-3},
         "standard": {"n_eval": 800, "max_chars": 1000, "n_sentences": 20000, "sent_len": 32,
                      "max_len": 128, "steps": 200, "batch_size": 64,
                      "temperatures": [0.01, 0.05, 0.5], "eval_every": 25, "sup_steps": 100,
