@@ -262,12 +262,16 @@ def plot_recall_qps(rows: Sequence[dict[str, Any]], k: int = 10, ax=None, title:
 
 # --------------------------------------------------------------------------- the machine
 def machine_limits(mb: int = 256, n: int = 1024, repeats: int = 3) -> dict[str, float]:
-    """Memory read bandwidth (GB/s, summing a large array) and sgemm throughput (GFLOP/s)."""
+    """Memory read bandwidth (GB/s) and sgemm throughput (GFLOP/s) on this machine.
+
+    Bandwidth: a BLAS dot product of a large array with itself streams every byte once and does
+    too little arithmetic to be limited by anything but memory.
+    """
     a = np.ones(mb * (1 << 20) // 4, dtype=np.float32)
     best = np.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
-        a.sum()
+        np.dot(a, a)
         best = min(best, time.perf_counter() - t0)
     bandwidth = a.nbytes / best / 1e9
     rng = np.random.default_rng(0)
