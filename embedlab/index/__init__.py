@@ -17,6 +17,9 @@ __all__ = ["METRICS", "FlatIndex", "IVFIndex", "IVFPQIndex", "Index", "KMeansRes
            "kmeans"]
 
 # chapters 10 and 11: graph search, and choosing an index
+from embedlab.index.anisotropic import AnisotropicPQIndex  # noqa: E402
 from embedlab.index.hnsw import HNSWIndex  # noqa: E402
+from embedlab.index.recommend import memory_bytes, recommend  # noqa: E402
+from embedlab.index.shards import ShardedIndex  # noqa: E402
 
-__all__ += ["HNSWIndex"]
+__all__ += ["AnisotropicPQIndex", "HNSWIndex", "ShardedIndex", "memory_bytes", "recommend"]
