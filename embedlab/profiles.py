@@ -38,6 +38,29 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
     },
     # -- chapters add their entries below this line, keyed by their two-digit number --
+    "13": {
+        # the chapter-05 bag-of-GloVe encoder, its table lifted to each output size in `sizes`;
+        # mrl_dims: the nested sizes of the Matryoshka run (the largest is its full size);
+        # n_base: news sentences searched in the funnel timing; shortlists: funnel widths;
+        # random_dims: dimensions of the Gaussian data in the distance-concentration plot.
+        "ci": {"n_train": 1000, "n_eval": 300, "max_chars": 500, "max_len": 64, "steps": 25,
+               "batch_size": 32, "lr": 0.03, "temperature": 0.05, "max_words": 20_000,
+               "top_glove": 5_000, "sizes": [16, 64, 256], "mrl_dims": [16, 32, 64, 128],
+               "n_base": 3_000, "shortlists": [20, 50, 100], "random_dims": [2, 8, 32, 128, 512],
+               "timing_repeats": 2},
+        "standard": {"n_train": None, "n_eval": 800, "max_chars": 1000, "max_len": 128,
+                     "steps": 200, "batch_size": 64, "lr": 0.03, "temperature": 0.05,
+                     "max_words": 30_000, "top_glove": 20_000,
+                     "sizes": [16, 32, 64, 128, 256, 512], "mrl_dims": [16, 32, 64, 128],
+                     "n_base": 20_000, "shortlists": [20, 50, 100, 200],
+                     "random_dims": [2, 8, 32, 128, 512, 2048], "timing_repeats": 3},
+        "full": {"n_train": None, "n_eval": 800, "max_chars": None, "max_len": 256,
+                 "steps": 600, "batch_size": 64, "lr": 0.03, "temperature": 0.05,
+                 "max_words": 30_000, "top_glove": 20_000,
+                 "sizes": [16, 32, 64, 128, 256, 512], "mrl_dims": [16, 32, 64, 128, 256],
+                 "n_base": 80_000, "shortlists": [20, 50, 100, 200, 400],
+                 "random_dims": [2, 8, 32, 128, 512, 2048, 8192], "timing_repeats": 5},
+    },
     "08": {
         "ci": {"glove_base": 20_000, "minilm_base": 3_000, "n_query": 200,
                "flat_sizes": [5_000, 10_000, 20_000], "kmeans_points": 5_000, "kmeans_k": 64,
