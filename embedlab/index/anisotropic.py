@@ -188,7 +188,7 @@ class AnisotropicPQIndex(PQIndex):
         books = train_codebooks(x, self.m, self.nbits, self.niter, self.seed)
         codes = encode(x, books)
         self.train_loss = [float(anisotropic_loss(x, decode(codes, books), self.eta).mean())]
-        for _ in range(self.aniso_iter):
+        for _ in range(self.aniso_iter if self.eta != 1.0 else 0):  # eta = 1: plain PQ
             codes = anisotropic_encode(x, books, self.eta, codes)
             books = update_codebooks(x, codes, books, self.eta)
             self.train_loss.append(
