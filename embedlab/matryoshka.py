@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "FunnelIndex",
     "MatryoshkaLoss",
     "distance_concentration",
     "funnel_search",
@@ -195,39 +196,94 @@ def _as_rows(x: object, name: str) -> np.ndarray:
     return as_matrix(x, None, name)
 
 
+class FunnelIndex:
+    """Funnel (short-then-long) search by cosine similarity over stored full vectors.
+
+    ``add`` keeps every vector twice: its first ``short_dim`` coordinates re-normalised (the
+    part a scan reads, ``scan_nbytes``) and the full unit vector (read only for re-ranking).
+    ``search(q, k, shortlist)``:
+
+    1. scores every stored prefix against the query's prefix (one matrix product per block of
+       queries) and keeps the ``shortlist`` best ids (``np.argpartition``, no full sort);
+    2. re-ranks those ids by their full-vector cosine and returns the best ``k``.
+
+    Returns ``(scores, ids)`` as faiss does, each (n_queries, k), scores descending. With
+    ``shortlist >= ntotal`` the result is exact full-vector search.
+    """
+
+    def __init__(self, dim: int, short_dim: int, query_block: int = 256) -> None:
+        from embedlab.index.base import check_int
+
+        self.dim = check_int(dim, "dim")
+        self.short_dim = _check_dim(short_dim, self.dim, "short_dim")
+        self.query_block = check_int(query_block, "query_block")
+        self._full = np.zeros((0, self.dim), dtype=np.float32)
+        self._short = np.zeros((0, self.short_dim), dtype=np.float32)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._full.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the prefixes plus the full vectors."""
+        return int(self._full.nbytes + self._short.nbytes)
+
+    @property
+    def scan_nbytes(self) -> int:
+        """Bytes the scan reads per query: the prefixes only."""
+        return int(self._short.nbytes)
+
+    def add(self, x) -> None:
+        from embedlab.index.base import as_matrix, normalize_rows
+
+        x = as_matrix(x, self.dim, "x")
+        self._full = np.concatenate([self._full, normalize_rows(x)])
+        self._short = np.ascontiguousarray(
+            np.concatenate([self._short, truncate(x, self.short_dim)]))
+
+    def search(self, q, k: int, shortlist: int = 100) -> tuple[np.ndarray, np.ndarray]:
+        from embedlab.index.base import as_matrix, check_int, normalize_rows
+
+        if self.ntotal == 0:
+            raise ValueError("the index is empty: add vectors before searching")
+        q = as_matrix(q, self.dim, "q")
+        k = check_int(k, "k", high=self.ntotal)
+        shortlist = min(check_int(shortlist, "shortlist", low=k), self.ntotal)
+        qn, qs = normalize_rows(q), truncate(q, self.short_dim)
+        scores = np.empty((q.shape[0], k), dtype=np.float32)
+        ids = np.empty((q.shape[0], k), dtype=np.int64)
+        for a in range(0, q.shape[0], self.query_block):
+            b = min(a + self.query_block, q.shape[0])
+            s = qs[a:b] @ self._short.T                                   # the scan
+            if shortlist < self.ntotal:
+                cand = np.argpartition(-s, shortlist - 1, axis=1)[:, :shortlist]
+            else:
+                cand = np.broadcast_to(np.arange(self.ntotal), (b - a, self.ntotal))
+            full = np.einsum("qd,qsd->qs", qn[a:b], self._full[cand])      # the re-rank
+            order = np.argsort(-full, axis=1, kind="stable")[:, :k]
+            scores[a:b] = np.take_along_axis(full, order, axis=1)
+            ids[a:b] = np.take_along_axis(cand, order, axis=1)
+        return scores, ids
+
+
 def funnel_search(queries, base, k: int, short_dim: int, shortlist: int = 100
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Funnel (short-then-long) search by cosine similarity.
+    """One-off funnel search: ``FunnelIndex(d, short_dim)``, add ``base``, search ``queries``.
 
-    1. scan the whole ``base`` with ``truncate(., short_dim)`` of both sides, keep the
-       ``shortlist`` best ids per query (exact search on the prefix: ``FlatIndex``);
-    2. re-rank those ids with the full vectors and return the best ``k``.
-
-    Returns ``(scores, ids)``, each (n_queries, k), scores descending (full-vector cosines).
-    ``shortlist`` is clipped to the base size; it must be at least ``k``.
+    ``(scores, ids)``, each (n_queries, k), full-vector cosines descending; ``shortlist`` is
+    clipped to the base size and must be at least ``k``.
     """
-    from embedlab.index import FlatIndex
-    from embedlab.index.base import check_int, normalize_rows
+    from embedlab.index.base import as_matrix
 
-    q = _as_rows(queries, "queries")
-    xb = _as_rows(base, "base")
+    q = as_matrix(queries, None, "queries")
+    xb = as_matrix(base, None, "base")
     if q.shape[1] != xb.shape[1]:
         raise ValueError(f"queries and base must have the same dimension, "
                          f"got {q.shape[1]} and {xb.shape[1]}")
-    full = xb.shape[1]
-    short_dim = _check_dim(short_dim, full, "short_dim")
-    k = check_int(k, "k", high=xb.shape[0])
-    shortlist = check_int(shortlist, "shortlist", low=k)
-    shortlist = min(shortlist, xb.shape[0])
-    flat = FlatIndex(short_dim, metric="ip")
-    flat.add(truncate(xb, short_dim))
-    _, cand = flat.search(truncate(q, short_dim), shortlist)         # (nq, shortlist)
-    qn, xn = normalize_rows(q), xb[cand]                              # (nq, shortlist, d)
-    xn = xn / np.maximum(np.linalg.norm(xn, axis=2, keepdims=True), 1e-12)
-    full_scores = np.einsum("qd,qsd->qs", qn, xn)
-    order = np.argsort(-full_scores, axis=1, kind="stable")[:, :k]
-    ids = np.take_along_axis(cand, order, axis=1)
-    return np.take_along_axis(full_scores, order, axis=1).astype(np.float32), ids.astype(np.int64)
+    index = FunnelIndex(xb.shape[1], short_dim)
+    index.add(xb)
+    return index.search(q, k, shortlist=shortlist)
 
 
 # --------------------------------------------------------------------------- dimension
