@@ -189,7 +189,10 @@ def _train_chunk(corpus, starts, s_begin, s_end, syn0, syn1neg, keep_int, cum_ta
     dim = syn0.shape[1]
     neu1e = np.zeros(dim, dtype=np.float32)
     neu1 = np.zeros(dim, dtype=np.float32)
-    buf = np.empty(10000, dtype=np.int32)
+    longest = 1
+    for s in range(s_begin, s_end):
+        longest = max(longest, starts[s + 1] - starts[s])
+    buf = np.empty(longest, dtype=np.int32)          # whole sentences, however long
     loss = 0.0
     pairs = 0
     seen = 0
@@ -206,9 +209,8 @@ def _train_chunk(corpus, starts, s_begin, s_end, syn0, syn1neg, keep_int, cum_ta
             w = corpus[t]
             if keep_int[w] < np.int64(_next(state) & np.uint64(0xFFFFFFFF)):
                 continue
-            if n < buf.shape[0]:
-                buf[n] = w
-                n += 1
+            buf[n] = w
+            n += 1
         for i in range(n):
             reduced = np.int64(_next(state) % np.uint64(window))
             eff = window - reduced                       # effective window in 1..window

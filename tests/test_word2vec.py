@@ -184,3 +184,11 @@ def test_bad_input_gets_clear_errors():
         m["zebra"]
     with pytest.raises(ValueError, match="topn"):
         m.most_similar("a", topn=0)
+
+
+def test_long_sentences_are_trained_whole():
+    rng = np.random.default_rng(5)
+    long = [f"w{int(i)}" for i in rng.integers(0, 50, size=12_000)]  # longer than gensim's cap
+    m = Word2Vec(vector_size=8, min_count=1, sample=0.0, epochs=1).fit([long])
+    assert m.words_seen == 12_000
+    assert len(m.loss_history) == 1 and np.isfinite(m.loss_history[0])
