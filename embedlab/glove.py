@@ -138,14 +138,13 @@ def cooccurrence_matrix(ids: np.ndarray, starts: np.ndarray, vocab_size: int, wi
 
 # --------------------------------------------------------------------------- training
 @njit(cache=True, fastmath=True)
-def _adagrad_epoch(rows, cols, logx, fx, order, W, Wt, b, bt, gW, gWt, gb, gbt, eta):
-    """One pass of AdaGrad over the non-zero entries in ``order``; returns sum f(x) diff^2."""
+def _adagrad_epoch(rows, cols, logx, fx, W, Wt, b, bt, gW, gWt, gb, gbt, eta):
+    """One pass of AdaGrad over the entries in the order given; returns sum f(x) diff^2."""
     dim = W.shape[1]
     grad_i = np.empty(dim, dtype=W.dtype)
     grad_j = np.empty(dim, dtype=W.dtype)
     loss = 0.0
-    for t in range(order.shape[0]):
-        e = order[t]
+    for e in range(rows.shape[0]):
         i = rows[e]
         j = cols[e]
         wi = W[i]
@@ -252,9 +251,10 @@ class GloVe(KeyedVectorsMixin):
 
             epochs = tqdm(epochs, desc="glove", unit="epoch")
         for _ in epochs:
-            order = rng.permutation(len(x))
-            loss = _adagrad_epoch(rows, cols, logx, fx, order, self.W, self.W_tilde, self.b,
-                                  self.b_tilde, gW, gWt, gb, gbt, f32(self.learning_rate))
+            order = rng.permutation(len(x))  # shuffled copies: the loop then reads in order
+            loss = _adagrad_epoch(rows[order], cols[order], logx[order], fx[order], self.W,
+                                  self.W_tilde, self.b, self.b_tilde, gW, gWt, gb, gbt,
+                                  f32(self.learning_rate))
             self.loss_history.append(float(loss / len(x)))
         self.vectors = self.W + self.W_tilde
         return self

@@ -86,7 +86,7 @@ def test_adagrad_step_uses_half_the_autograd_gradient():
     ones = [np.ones_like(a) for a in state]
     got = _adagrad_epoch(np.array([1], np.int32), np.array([2], np.int32),
                          np.log(x).astype(np.float32), glove_weight(x).astype(np.float32),
-                         np.array([0]), *state, *ones, eta)
+                         *state, *ones, eta)
     assert got == pytest.approx(loss.item(), rel=1e-4)
     for before, after, g in zip((W, Wt, b, bt), state, grads, strict=True):
         expected = before - eta * g / np.sqrt(1.0 + g**2)
