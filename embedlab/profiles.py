@@ -38,6 +38,20 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
     },
     # -- chapters add their entries below this line, keyed by their two-digit number --
+    "15": {
+        # clip_*: the digits two-tower (n_train images, the rest held out); rec_*: synthetic
+        # users x items, interactions per user, towers' size and training of the recommender.
+        "ci": {"n_train": 1_200, "clip_steps": 120, "clip_batch": 64, "clip_dim": 32,
+               "clip_temperature": 0.1, "n_users": 400, "n_items": 200, "per_user": 40,
+               "rec_dim": 16, "rec_steps": 300, "rec_batch": 256, "rec_temperature": 0.1},
+        "standard": {"n_train": 1_200, "clip_steps": 400, "clip_batch": 64, "clip_dim": 32,
+                     "clip_temperature": 0.1, "n_users": 2_000, "n_items": 1_000,
+                     "per_user": 50, "rec_dim": 32, "rec_steps": 1_500, "rec_batch": 256,
+                     "rec_temperature": 0.1},
+        "full": {"n_train": 1_200, "clip_steps": 1_500, "clip_batch": 128, "clip_dim": 64,
+                 "clip_temperature": 0.1, "n_users": 5_000, "n_items": 2_000, "per_user": 100,
+                 "rec_dim": 32, "rec_steps": 4_000, "rec_batch": 512, "rec_temperature": 0.1},
+    },
     "13": {
         # the chapter-05 bag-of-GloVe encoder, its table lifted to each output size in `sizes`;
         # mrl_dims: the nested sizes of the Matryoshka run (the largest is its full size);
