@@ -71,9 +71,10 @@ class IVFIndex(Index):
         self.centroids = kmeans(x, self.nlist, niter=self.niter, seed=self.seed,
                                 metric="ip" if ip else "l2", spherical=ip).centroids
 
-    def assign(self, x: np.ndarray) -> np.ndarray:
+    def assign(self, x: np.ndarray, block: int = 16384) -> np.ndarray:
         """The list each row of ``x`` belongs to (its best centroid under the index's metric)."""
-        return top_lists(x, self.centroids, 1, self.metric)[:, 0]
+        return np.concatenate([top_lists(x[i:i + block], self.centroids, 1, self.metric)[:, 0]
+                               for i in range(0, x.shape[0], block)])
 
     def _add(self, x: np.ndarray) -> None:
         lists = self.assign(x)
