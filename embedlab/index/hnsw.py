@@ -47,9 +47,13 @@ from numba import njit
 
 from embedlab.index.base import Index, as_matrix, check_int
 
-
 # =========================================================================== compiled kernels
-@njit(cache=True, nogil=True, fastmath=True, inline="always")
+# Floating-point reassociation lets LLVM vectorise the distance loops (SIMD partial sums); the
+# flag must be on every kernel, since _dist is inlined into its callers and compiled with theirs.
+FM = {"reassoc", "contract"}
+
+
+@njit(cache=True, nogil=True, fastmath=FM, inline="always")
 def _dist(x, i, q, l2):
     """Distance from stored row ``i`` to vector ``q``: squared L2, or minus the inner product."""
     s = np.float32(0.0)
@@ -112,7 +116,7 @@ def _links(g, node, level):
     return g[2][row, :g[3][row]]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FM)
 def _greedy(x, q, ep, ep_d, level, g, l2, stats):
     """SEARCH-LAYER with ef = 1 (Algorithm 2): move to a closer neighbour while there is one."""
     changed = True
@@ -129,13 +133,15 @@ def _greedy(x, q, ep, ep_d, level, g, l2, stats):
     return ep, ep_d
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FM)
 def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, ck, ci, wk, wi, stats):
     """SEARCH-LAYER (Algorithm 2): best-first beam search from ``ep`` on one layer.
 
     C, the candidates, is a min-heap of distances in ``ck``/``ci``; W, the ``ef`` best points
     found, is a max-heap kept as a min-heap of negated distances in ``wk``/``wi``. Returns |W|.
     """
+    fresh = np.empty(g[0].shape[1], np.int32)     # unvisited neighbours of the current c
+    fresh_d = np.empty(g[0].shape[1], np.float32)
     visited[ep] = tag                              # v <- ep
     nc = _push(ck, ci, 0, ep_d, ep)                # C <- ep
     nw = _push(wk, wi, 0, -ep_d, ep)               # W <- ep
@@ -146,12 +152,19 @@ def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, ck, ci, wk, wi
             break                                  #     all of W is evaluated
         nc = _pop(ck, ci, nc)                      # C <- C \ c
         stats[0] += 1
+        nf = 0
         for e in _links(g, c, level):              # for each e in neighbourhood(c) at layer lc
-            if visited[e] == tag:
-                continue
-            visited[e] = tag                       # v <- v + e
-            d = _dist(x, e, q, l2)
-            stats[1] += 1
+            if visited[e] != tag:
+                visited[e] = tag                   # v <- v + e
+                fresh[nf] = e
+                nf += 1
+        # the distances first, in one tight loop: their memory reads overlap
+        for t in range(nf):
+            fresh_d[t] = _dist(x, fresh[t], q, l2)
+        stats[1] += nf
+        for t in range(nf):
+            e = fresh[t]
+            d = fresh_d[t]
             if nw < ef or d < -wk[0]:              # if dist(e, q) < dist(f, q) or |W| < ef
                 nc = _push(ck, ci, nc, d, e)       # C <- C + e
                 nw = _push(wk, wi, nw, -d, e)      # W <- W + e
@@ -160,7 +173,7 @@ def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, ck, ci, wk, wi
     return nw
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FM)
 def _select(x, cand, cand_d, n, m, heuristic, l2, out):
     """Choose at most ``m`` of the ``n`` candidates (sorted nearest first) as neighbours.
 
@@ -193,7 +206,7 @@ def _select(x, cand, cand_d, n, m, heuristic, l2, out):
     return cnt
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FM)
 def _connect(x, e, q, level, g, mmax, heuristic, l2, buf_i, buf_d, sel):
     """Add the link e -> q; when e then has more than ``mmax`` links, shrink them with
     ``_select`` from e's point of view (Algorithm 1, lines 11-16)."""
@@ -220,7 +233,7 @@ def _connect(x, e, q, level, g, mmax, heuristic, l2, buf_i, buf_d, sel):
     counts[row] = cnt
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FM)
 def _insert(x, q, levels, g, state, M, efc, heuristic, l2, visited, tag, ck, ci, wk, wi,
             wd_sorted, wi_sorted, sel, buf_i, buf_d, stats):
     """INSERT (Algorithm 1) of stored row ``q`` whose level ``levels[q]`` is already drawn."""
@@ -261,7 +274,7 @@ def _insert(x, q, levels, g, state, M, efc, heuristic, l2, visited, tag, ck, ci,
     return tag
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FM)
 def _insert_range(x, start, stop, levels, g, state, M, efc, heuristic, l2, visited, tag,
                   stats):
     """Insert rows ``start .. stop - 1`` one after another; returns the visited-tag counter."""
@@ -282,7 +295,7 @@ def _insert_range(x, start, stop, levels, g, state, M, efc, heuristic, l2, visit
     return tag
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FM)
 def _search_batch(x, Q, k, ef, g, state, l2, visited, tag, out_d, out_i, hops, ndis):
     """K-NN-SEARCH (Algorithm 5) for every row of ``Q``: greedy descent to layer 1, then a beam
     of width ``ef`` on layer 0; the ``k`` nearest of W, nearest first."""
