@@ -203,8 +203,8 @@ class FunnelIndex:
     part a scan reads, ``scan_nbytes``) and the full unit vector (read only for re-ranking).
     ``search(q, k, shortlist)``:
 
-    1. scores every stored prefix against the query's prefix (one matrix product per block of
-       queries) and keeps the ``shortlist`` best ids (``np.argpartition``, no full sort);
+    1. scans every stored prefix with the query's prefix and keeps the ``shortlist`` best ids
+       (exact search on the prefixes: a ``FlatIndex`` of ``short_dim``, its size-k heap);
     2. re-ranks those ids by their full-vector cosine and returns the best ``k``.
 
     Returns ``(scores, ids)`` as faiss does, each (n_queries, k), scores descending. With
@@ -212,13 +212,14 @@ class FunnelIndex:
     """
 
     def __init__(self, dim: int, short_dim: int, query_block: int = 256) -> None:
+        from embedlab.index import FlatIndex
         from embedlab.index.base import check_int
 
         self.dim = check_int(dim, "dim")
         self.short_dim = _check_dim(short_dim, self.dim, "short_dim")
         self.query_block = check_int(query_block, "query_block")
         self._full = np.zeros((0, self.dim), dtype=np.float32)
-        self._short = np.zeros((0, self.short_dim), dtype=np.float32)
+        self._scan = FlatIndex(self.short_dim, metric="ip")
 
     @property
     def ntotal(self) -> int:
@@ -227,20 +228,19 @@ class FunnelIndex:
     @property
     def nbytes(self) -> int:
         """Bytes held: the prefixes plus the full vectors."""
-        return int(self._full.nbytes + self._short.nbytes)
+        return int(self._full.nbytes + self.scan_nbytes)
 
     @property
     def scan_nbytes(self) -> int:
         """Bytes the scan reads per query: the prefixes only."""
-        return int(self._short.nbytes)
+        return int(self._scan.ntotal * self.short_dim * 4)
 
     def add(self, x) -> None:
         from embedlab.index.base import as_matrix, normalize_rows
 
         x = as_matrix(x, self.dim, "x")
         self._full = np.concatenate([self._full, normalize_rows(x)])
-        self._short = np.ascontiguousarray(
-            np.concatenate([self._short, truncate(x, self.short_dim)]))
+        self._scan.add(truncate(x, self.short_dim))
 
     def search(self, q, k: int, shortlist: int = 100) -> tuple[np.ndarray, np.ndarray]:
         from embedlab.index.base import as_matrix, check_int, normalize_rows
@@ -253,17 +253,14 @@ class FunnelIndex:
         qn, qs = normalize_rows(q), truncate(q, self.short_dim)
         scores = np.empty((q.shape[0], k), dtype=np.float32)
         ids = np.empty((q.shape[0], k), dtype=np.int64)
+        _, cand = self._scan.search(qs, shortlist)                 # the scan: (nq, shortlist)
         for a in range(0, q.shape[0], self.query_block):
             b = min(a + self.query_block, q.shape[0])
-            s = qs[a:b] @ self._short.T                                   # the scan
-            if shortlist < self.ntotal:
-                cand = np.argpartition(-s, shortlist - 1, axis=1)[:, :shortlist]
-            else:
-                cand = np.broadcast_to(np.arange(self.ntotal), (b - a, self.ntotal))
-            full = np.einsum("qd,qsd->qs", qn[a:b], self._full[cand])      # the re-rank
+            c = cand[a:b]
+            full = np.matmul(self._full[c], qn[a:b, :, None])[..., 0]     # the re-rank
             order = np.argsort(-full, axis=1, kind="stable")[:, :k]
             scores[a:b] = np.take_along_axis(full, order, axis=1)
-            ids[a:b] = np.take_along_axis(cand, order, axis=1)
+            ids[a:b] = np.take_along_axis(c, order, axis=1)
         return scores, ids
 
 
