@@ -118,12 +118,12 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                            "negative": [2, 5, 10, 20], "vector_size": [25, 50, 100, 200]}},
     },
     "03": {
-        "ci": {"n_articles": 200, "vector_size": 32, "window": 10, "epochs": 10,
+        "ci": {"n_articles": 200, "vector_size": 32, "window": 10, "epochs": 10, "x_max": 10.0,
                "w2v_epochs": 3, "demo_articles": 20},
         "standard": {"n_articles": None, "vector_size": 50, "window": 10, "epochs": 15,
-                     "w2v_epochs": 3, "demo_articles": 100},
+                     "x_max": 10.0, "w2v_epochs": 3, "demo_articles": 100},
         "full": {"n_articles": None, "vector_size": 100, "window": 10, "epochs": 50,
-                 "w2v_epochs": 5, "demo_articles": 300},
+                 "x_max": 10.0, "w2v_epochs": 5, "demo_articles": 300},
     },
     "10": {
         # nsw_points: 2-D points of the drawn graph; n_base/n_query: GloVe slice for the index;
