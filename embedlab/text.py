@@ -33,6 +33,77 @@ def split_sentences(text: str, min_chars: int = 1) -> list[str]:
     return out
 
 
+def chunk(text: str, size: int = 128, overlap: int = 0, method: str = "fixed") -> list[str]:
+    """Split a document into chunks of at most ``size`` words, so each fits an encoder's limit.
+
+    Encoders read a bounded number of word pieces (all-MiniLM-L6-v2: 256) and silently drop the
+    rest, so facts late in a long document are never embedded. Chunking embeds every part:
+
+    * ``method="fixed"``: windows of ``size`` whitespace-separated words, each starting
+      ``size - overlap`` words after the previous one (``overlap=0``: disjoint windows;
+      ``overlap > 0``: a fact cut at a boundary is whole in the next window);
+    * ``method="sentences"``: whole sentences (``split_sentences``) packed greedily up to
+      ``size`` words; the next chunk starts with the previous chunk's last sentences totalling
+      at most ``overlap`` words. A single sentence longer than ``size`` words is cut into fixed
+      windows rather than truncated.
+
+    Words keep their punctuation and case; chunks are joined with single spaces. Raises
+    ``ValueError`` for an empty document, ``size < 1``, ``overlap < 0`` or ``overlap >= size``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    for name, value in (("size", size), ("overlap", overlap)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if size < 1:
+        raise ValueError(f"size must be >= 1 word, got {size}")
+    if overlap < 0 or overlap >= size:
+        raise ValueError(f"overlap must be in [0, size={size}) words, got {overlap}")
+    if method not in ("fixed", "sentences"):
+        raise ValueError(f"method must be 'fixed' or 'sentences', got {method!r}")
+    words = text.split()
+    if not words:
+        raise ValueError("text is empty: a document needs at least one word to chunk")
+
+    def windows(ws: list[str]) -> list[str]:
+        step = size - overlap
+        out = []
+        for start in range(0, len(ws), step):
+            out.append(" ".join(ws[start:start + size]))
+            if start + size >= len(ws):
+                break
+        return out
+
+    if method == "fixed":
+        return windows(words)
+    chunks: list[str] = []
+    current: list[list[str]] = []          # the sentences (as word lists) of the open chunk
+    n_current = 0
+    for sentence in split_sentences(text):
+        sw = sentence.split()
+        if len(sw) > size:                 # too long for any chunk: close, then cut it up
+            if current:
+                chunks.append(" ".join(w for s in current for w in s))
+            chunks.extend(windows(sw))
+            current, n_current = [], 0
+            continue
+        if current and n_current + len(sw) > size:
+            chunks.append(" ".join(w for s in current for w in s))
+            carry: list[list[str]] = []
+            n_carry = 0
+            for s in reversed(current):    # trailing sentences that fit in the overlap
+                if n_carry + len(s) > overlap or n_carry + len(s) + len(sw) > size:
+                    break
+                carry.insert(0, s)
+                n_carry += len(s)
+            current, n_current = carry, n_carry
+        current.append(sw)
+        n_current += len(sw)
+    if current:
+        chunks.append(" ".join(w for s in current for w in s))
+    return chunks
+
+
 def news_sentences(max_articles: int | None = None, titles: bool = True) -> list[list[str]]:
     """The news corpus (``embedlab.data.load("news")``) as tokenised sentences.
 
