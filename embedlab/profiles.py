@@ -132,7 +132,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "ci": {"n_articles": 200, "vector_size": 32, "epochs": 3, "sweep_articles": 120,
                "sweep_epochs": 2, "sweep": {"sample": [0.0, 1e-3], "window": [2, 5],
                                             "negative": [2, 5], "vector_size": [16, 32]}},
-        "standard": {"n_articles": None, "vector_size": 100, "epochs": 3, "sweep_articles": 800,
+        "standard": {"n_articles": None, "vector_size": 100, "epochs": 3, "sweep_articles": None,
                      "sweep_epochs": 2,
                      "sweep": {"sample": [0.0, 1e-4, 1e-3], "window": [2, 5, 10],
                                "negative": [2, 5, 15], "vector_size": [25, 50, 100]}},
