@@ -52,44 +52,6 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "nlist": 256, "m": 10, "nbits": 8, "nprobes": [1, 4, 16, 32, 64],
                  "fusion_depth": 200, "timing_repeats": 3},
     },
-    "14": {
-        # news task (n_eval held-out pairs, articles cut to max_chars); v1 = bag of GloVe with a
-        # 64-d head trained `steps` on n_train pairs, v1b the same retrained with another seed,
-        # v2 = MiniLM; ft_steps: in-domain fine-tuning on chatty queries; n_ticks: queries in the
-        # migration stream; n_glove/n_glove_queries: GloVe base of the storage study; rescores:
-        # re-scoring shortlists; n_long: long documents of the truncation study.
-        "ci": {"n_eval": 200, "max_chars": 500, "n_train": 1_000, "max_len": 64, "steps": 30,
-               "batch_size": 32, "lr": 0.03, "ft_steps": 40, "n_ticks": 600, "start_at": 100,
-               "backfill_batch": 16, "window": 50, "n_glove": 20_000, "n_glove_queries": 200,
-               "rescores": [20, 50, 200], "n_long": 20, "filler_words": 300,
-               "snippet_words": 60, "chunk_size": 128, "chunk_overlap": 32},
-        "standard": {"n_eval": 800, "max_chars": 1_000, "n_train": None, "max_len": 128,
-                     "steps": 150, "batch_size": 64, "lr": 0.03, "ft_steps": 150,
-                     "n_ticks": 3_000, "start_at": 300, "backfill_batch": 32, "window": 100,
-                     "n_glove": 200_000, "n_glove_queries": 500, "rescores": [20, 50, 200],
-                     "n_long": 100, "filler_words": 300, "snippet_words": 60,
-                     "chunk_size": 128, "chunk_overlap": 32},
-        "full": {"n_eval": 800, "max_chars": None, "n_train": None, "max_len": 256,
-                 "steps": 600, "batch_size": 64, "lr": 0.03, "ft_steps": 400, "n_ticks": 10_000,
-                 "start_at": 1_000, "backfill_batch": 64, "window": 200, "n_glove": 399_000,
-                 "n_glove_queries": 1_000, "rescores": [20, 50, 200, 1_000], "n_long": 400,
-                 "filler_words": 400, "snippet_words": 60, "chunk_size": 128,
-                 "chunk_overlap": 32},
-    },
-    "15": {
-        # clip_*: the digits two-tower (n_train images, the rest held out); rec_*: synthetic
-        # users x items, interactions per user, towers' size and training of the recommender.
-        "ci": {"n_train": 1_200, "clip_steps": 120, "clip_batch": 64, "clip_dim": 32,
-               "clip_temperature": 0.1, "n_users": 400, "n_items": 200, "per_user": 40,
-               "rec_dim": 16, "rec_steps": 300, "rec_batch": 256, "rec_temperature": 0.1},
-        "standard": {"n_train": 1_200, "clip_steps": 400, "clip_batch": 64, "clip_dim": 32,
-                     "clip_temperature": 0.1, "n_users": 2_000, "n_items": 1_000,
-                     "per_user": 50, "rec_dim": 32, "rec_steps": 1_500, "rec_batch": 256,
-                     "rec_temperature": 0.1},
-        "full": {"n_train": 1_200, "clip_steps": 1_500, "clip_batch": 128, "clip_dim": 64,
-                 "clip_temperature": 0.1, "n_users": 5_000, "n_items": 2_000, "per_user": 100,
-                 "rec_dim": 32, "rec_steps": 4_000, "rec_batch": 512, "rec_temperature": 0.1},
-    },
     "11": {
         # n_base/n_query: GloVe slice for every index; t_base: base for the threshold sweep;
         # m/nbits: PQ code (the same for plain and anisotropic); nlist/nprobes, efs: IVF and
@@ -113,6 +75,20 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "efs": [10, 20, 40, 80, 160, 320, 640], "mc_queries": 4_000_000,
                  "n_shards": 8, "datasets": ["glove", "minilm-news"], "news_base": 80_000,
                  "news_m": 48, "repeats": 3},
+    },
+    "15": {
+        # clip_*: the digits two-tower (n_train images, the rest held out); rec_*: synthetic
+        # users x items, interactions per user, towers' size and training of the recommender.
+        "ci": {"n_train": 1_200, "clip_steps": 120, "clip_batch": 64, "clip_dim": 32,
+               "clip_temperature": 0.1, "n_users": 400, "n_items": 200, "per_user": 40,
+               "rec_dim": 16, "rec_steps": 300, "rec_batch": 256, "rec_temperature": 0.1},
+        "standard": {"n_train": 1_200, "clip_steps": 400, "clip_batch": 64, "clip_dim": 32,
+                     "clip_temperature": 0.1, "n_users": 2_000, "n_items": 1_000,
+                     "per_user": 50, "rec_dim": 32, "rec_steps": 1_500, "rec_batch": 256,
+                     "rec_temperature": 0.1},
+        "full": {"n_train": 1_200, "clip_steps": 1_500, "clip_batch": 128, "clip_dim": 64,
+                 "clip_temperature": 0.1, "n_users": 5_000, "n_items": 2_000, "per_user": 100,
+                 "rec_dim": 32, "rec_steps": 4_000, "rec_batch": 512, "rec_temperature": 0.1},
     },
     "13": {
         # the chapter-05 bag-of-GloVe encoder, its table lifted to each output size in `sizes`;
