@@ -192,3 +192,16 @@ def test_long_sentences_are_trained_whole():
     m = Word2Vec(vector_size=8, min_count=1, sample=0.0, epochs=1).fit([long])
     assert m.words_seen == 12_000
     assert len(m.loss_history) == 1 and np.isfinite(m.loss_history[0])
+
+
+def test_news_sentences_slice_and_errors():
+    from embedlab import data
+    from embedlab.text import news_sentences, tokenize
+
+    sents = news_sentences(3)
+    first_title = data.load("news")["title"].iloc[0]
+    assert sents[0] == tokenize(first_title)
+    assert all(s and all(t == t.lower() for t in s) for s in sents)
+    assert len(news_sentences(3, titles=False)) == len(sents) - 3
+    with pytest.raises(ValueError, match="max_articles"):
+        news_sentences(0)
