@@ -42,7 +42,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # n_eval/max_chars: held-out news articles stored in sqlite-vec (MiniLM, same texts as
         # chapter 13, so the embedding cache is shared); n_base/n_query: GloVe rows for the
         # IVF-PQ comparison; fusion_depth: how deep each list goes into reciprocal rank fusion.
-        "ci": {"n_eval": 300, "max_chars": 500, "n_base": 10_000, "n_query": 100, "nlist": 32,
+        "ci": {"n_eval": 300, "max_chars": 500, "n_base": 5_000, "n_query": 100, "nlist": 16,
                "m": 10, "nbits": 8, "nprobes": [1, 4, 16], "fusion_depth": 100,
                "timing_repeats": 1},
         "standard": {"n_eval": 800, "max_chars": 1000, "n_base": 50_000, "n_query": 200,

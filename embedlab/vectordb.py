@@ -228,7 +228,9 @@ def lance_table(path: str | Path, name: str, vectors: object, **columns: Sequenc
             raise ValueError(f"column {c!r} must have {x.shape[0]} values, got {len(v)}")
         data[_identifier(c, "column")] = pa.array(list(v))
     db = lancedb.connect(str(path))
-    return db.create_table(_identifier(name, "name"), data=pa.table(data), mode="overwrite")
+    name = _identifier(name, "name")
+    mode = "overwrite" if name in db.list_tables().tables else "create"
+    return db.create_table(name, data=pa.table(data), mode=mode)
 
 
 def lance_build_ivfpq(table, nlist: int, m: int, nbits: int = 8, metric: str = "cosine") -> None:
@@ -263,7 +265,7 @@ def lance_search(table, queries: object, k: int, nprobe: int = 8, where: str | N
             s = s.where(where, prefilter=True)
         if refine_factor:
             s = s.refine_factor(int(refine_factor))
-        res = s.select(["id"]).to_arrow()
+        res = s.select(["id", "_distance"]).to_arrow()
         n = res.num_rows
         ids[i, :n] = res.column("id").to_numpy()
         dist[i, :n] = res.column("_distance").to_numpy()
