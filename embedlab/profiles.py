@@ -38,6 +38,17 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
     },
     # -- chapters add their entries below this line, keyed by their two-digit number --
+    "17": {
+        # n_points/dim: random vectors of the cosine and heap checks; n_eval/max_chars: the news
+        # pairs of the truncation check (MiniLM, cached); mrl_dims: prefixes checked;
+        # grade: the exercise notebooks graded at the end ("all" = every chapter's).
+        "ci": {"n_points": 2_000, "dim": 64, "n_eval": 200, "max_chars": 500,
+               "mrl_dims": [384, 192, 96, 48, 24], "grade": ["17"]},
+        "standard": {"n_points": 100_000, "dim": 384, "n_eval": 800, "max_chars": 1_000,
+                     "mrl_dims": [384, 192, 96, 48, 24], "grade": ["14", "15", "16", "17"]},
+        "full": {"n_points": 1_000_000, "dim": 384, "n_eval": 800, "max_chars": None,
+                 "mrl_dims": [384, 256, 192, 128, 96, 64, 48, 24], "grade": "all"},
+    },
     "14": {
         # news task (n_eval held-out pairs, articles cut to max_chars); v1 = bag of GloVe with a
         # 64-d head trained `steps` on n_train pairs, v1b the same retrained with another seed,
