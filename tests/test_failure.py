@@ -209,3 +209,27 @@ def test_simulated_migration_answers_every_query_and_is_deterministic(tmp_path) 
     assert out["embedded_v2"] == 100 + sum(1 for t in range(1, 40) if t % 4 == 0)
     assert len(out["migration"].new) == 150
     assert all(r["hit"] for r in log)               # toy embedders: exact self-retrieval
+
+
+def test_binary_and_float16_storage_match_faiss() -> None:
+    import faiss
+
+    rng = np.random.default_rng(8)
+    x, q = _unit(rng, 400, 64), _unit(rng, 15, 64)
+    # binary: our score is dim - 2 * hamming; faiss's IndexBinaryFlat returns hamming distances
+    ours = F.QuantizedIndex(64, "binary")
+    ours.add(x)
+    ref = faiss.IndexBinaryFlat(64)
+    ref.add(np.packbits(x > 0, axis=1))
+    dist, _ = ref.search(np.packbits(q > 0, axis=1), 400)
+    got = np.sort(ours.scores(q), axis=1)[:, ::-1]
+    assert np.array_equal(got, 64 - 2 * dist.astype(np.float32))
+    # float16: faiss's fp16 scalar quantiser stores the same values
+    ours16 = F.QuantizedIndex(64, "float16")
+    ours16.add(x)
+    sq = faiss.IndexScalarQuantizer(64, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    sq.add(x)
+    d_ref, i_ref = sq.search(q, 10)
+    d_got, i_got = ours16.search(q, 10)
+    assert np.allclose(d_got, d_ref, atol=1e-5)
+    assert F.overlap_at_k(i_got, i_ref, 10) == 1.0
