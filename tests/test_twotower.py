@@ -160,3 +160,21 @@ def test_recall_against_truth_known_answer() -> None:
     assert T.recall_against_truth([[1, 2], [3, 4]], [[2, 9], [3, 4]]) == 0.75
     with pytest.raises(ValueError, match="recommended"):
         T.recall_against_truth([[1, 2]], [[1, 2], [3, 4]])
+
+
+def test_two_tower_loss_matches_sentence_transformers_symmetric_mnrl() -> None:
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    tau = 0.1
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(12, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(12, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    ref_loss = MultipleNegativesRankingLoss(model=None, scale=1.0 / tau,
+                                            directions=("query_to_doc", "doc_to_query"),
+                                            partition_mode="per_direction")
+    ref = ref_loss.compute_loss_from_embeddings([a, b], None)
+    ours = T.two_tower_loss(a, b, temperature=tau)
+    assert abs(ours.item() - ref.item()) < 1e-9
+    for g1, g2 in zip(torch.autograd.grad(ours, (a, b)), torch.autograd.grad(ref, (a, b)),
+                      strict=True):
+        assert float((g1 - g2).abs().max()) < 1e-9
