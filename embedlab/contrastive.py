@@ -249,7 +249,7 @@ def train_pairs(encoder, queries: Sequence[str], docs: Sequence[str], *, steps: 
     batch as explicit negatives (-1 entries are replaced by a random document). Returns the loss
     of every step.
     """
-    from embedlab.encoders import train_encoder
+    from embedlab.encoders import epoch_batches, train_encoder
 
     if len(queries) != len(docs):
         raise ValueError(f"queries and docs must pair up, got {len(queries)} and {len(docs)}")
@@ -263,12 +263,6 @@ def train_pairs(encoder, queries: Sequence[str], docs: Sequence[str], *, steps: 
                              f"got {hard_negatives.shape}")
     rng = np.random.default_rng(seed)
 
-    def batches():
-        while True:
-            perm = rng.permutation(len(queries))
-            for start in range(0, len(perm) - batch_size + 1, batch_size):
-                yield perm[start:start + batch_size]
-
     def loss_fn(enc, idx):
         za = enc.embed_tokens(enc.tokenize([queries[i] for i in idx]))
         zp = enc.embed_tokens(enc.tokenize([docs[i] for i in idx]))
@@ -281,7 +275,8 @@ def train_pairs(encoder, queries: Sequence[str], docs: Sequence[str], *, steps: 
             zn = flat.reshape(len(idx), neg.shape[1], -1)
         return info_nce(za, zp, zn, temperature=temperature, symmetric=symmetric)
 
-    return train_encoder(encoder, batches(), loss_fn, steps=steps, lr=lr, seed=seed,
+    return train_encoder(encoder, epoch_batches(len(queries), batch_size, rng), loss_fn,
+                         steps=steps, lr=lr, seed=seed,
                          device=device, callback=callback, progress=progress)
 
 
@@ -298,7 +293,7 @@ def train_simcse(encoder, sentences: Sequence[str], *, steps: int, batch_size: i
     ablation): the positive term is then constant and nothing stops the representation from
     degrading. The dropout rate is the encoder's own (set it when building the encoder).
     """
-    from embedlab.encoders import train_encoder
+    from embedlab.encoders import epoch_batches, train_encoder
 
     if len(sentences) < 2:
         raise ValueError(f"sentences must hold at least two sentences, got {len(sentences)}")
@@ -307,17 +302,12 @@ def train_simcse(encoder, sentences: Sequence[str], *, steps: int, batch_size: i
     _check_temperature(temperature)
     rng = np.random.default_rng(seed)
 
-    def batches():
-        while True:
-            perm = rng.permutation(len(sentences))
-            for start in range(0, len(perm) - batch_size + 1, batch_size):
-                yield perm[start:start + batch_size]
-
     def loss_fn(enc, idx):
         tokens = enc.tokenize([sentences[i] for i in idx])
         z1 = enc.embed_tokens(tokens)
         z2 = z1 if same_mask else enc.embed_tokens(tokens)
         return info_nce(z1, z2, temperature=temperature)
 
-    return train_encoder(encoder, batches(), loss_fn, steps=steps, lr=lr, seed=seed,
+    return train_encoder(encoder, epoch_batches(len(sentences), batch_size, rng), loss_fn,
+                         steps=steps, lr=lr, seed=seed,
                          device=device, callback=callback, progress=progress)

@@ -304,6 +304,16 @@ class TinyTransformer(_SentenceEncoder):
         return pool(self.norm(x), mask, self.pooling)
 
 
+def epoch_batches(n: int, batch_size: int, rng: np.random.Generator):
+    """Endless batches of indices into ``n`` examples: reshuffled every epoch, none repeated
+    within an epoch, the incomplete last batch of each epoch dropped (so every batch has the same
+    number of in-batch negatives)."""
+    while True:
+        perm = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield perm[start:start + batch_size]
+
+
 def train_encoder(encoder, batches, loss_fn, *, steps: int, lr: float = 1e-3, seed: int = 0,
                   device: str | None = None, warmup: int = 0, callback=None,
                   progress: bool = True) -> list[float]:

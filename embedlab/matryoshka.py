@@ -164,7 +164,7 @@ def train_pairs(encoder, queries: Sequence[str], docs: Sequence[str], loss: Call
     replacement within an epoch, in-batch negatives), with the loss left open: pass
     ``info_nce`` for plain training or a ``MatryoshkaLoss`` around it. Returns the step losses.
     """
-    from embedlab.encoders import train_encoder
+    from embedlab.encoders import epoch_batches, train_encoder
 
     if len(queries) != len(docs):
         raise ValueError(f"queries and docs must pair up, got {len(queries)} and {len(docs)}")
@@ -174,18 +174,13 @@ def train_pairs(encoder, queries: Sequence[str], docs: Sequence[str], loss: Call
         raise ValueError(f"batch_size must be in [2, {len(queries)}], got {batch_size}")
     rng = np.random.default_rng(seed)
 
-    def batches():
-        while True:
-            perm = rng.permutation(len(queries))
-            for start in range(0, len(perm) - batch_size + 1, batch_size):
-                yield perm[start:start + batch_size]
-
     def loss_fn(enc, idx):
         za = enc.embed_tokens(enc.tokenize([queries[i] for i in idx]))
         zp = enc.embed_tokens(enc.tokenize([docs[i] for i in idx]))
         return loss(za, zp)
 
-    return train_encoder(encoder, batches(), loss_fn, steps=steps, lr=lr, seed=seed,
+    return train_encoder(encoder, epoch_batches(len(queries), batch_size, rng), loss_fn,
+                         steps=steps, lr=lr, seed=seed,
                          device=device, progress=progress)
 
 
