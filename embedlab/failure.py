@@ -127,9 +127,23 @@ def _as_matrix(x: object, name: str, dim: int | None = None) -> np.ndarray:
 
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` columns of each row, highest score first; ties by the lower column."""
-    k = min(k, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    """Best ``k`` columns of each row, highest score first; ties by the lower column.
+
+    A partial selection (``argpartition``) finds each row's k-th best value; every column above
+    it and, by column order, enough columns equal to it are kept, then only those are sorted.
+    """
+    n = scores.shape[1]
+    k = min(k, n)
+    if k == n or n <= 4 * k:
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, axis=1), order
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+    order = np.empty((len(scores), k), dtype=np.int64)
+    for r in range(len(scores)):
+        above = np.flatnonzero(scores[r] > kth[r])
+        tied = np.flatnonzero(scores[r] == kth[r])[: k - len(above)]
+        cols = np.concatenate([above, tied])
+        order[r] = cols[np.lexsort((cols, -scores[r, cols]))]
     return np.take_along_axis(scores, order, axis=1), order
 
 
@@ -227,13 +241,20 @@ class QuantizedIndex:
         k = _check_k(k, max(1, self.ntotal))
         if isinstance(rescore, bool) or not isinstance(rescore, (int, np.integer)) or rescore < 0:
             raise ValueError(f"rescore must be an int >= 0 (shortlist size), got {rescore!r}")
-        s = self.scores(q)
-        if not rescore:
-            return _top_k(s, k)
-        _, cand = _top_k(s, max(int(rescore), k))
-        exact = np.einsum("qd,qcd->qc", q, self.full[cand])
-        d, pos = _top_k(exact, k)
-        return d, np.take_along_axis(cand, pos, axis=1)
+        out_d, out_i = [], []
+        for start in range(0, len(q), 256):          # bounded memory: 256 query rows at a time
+            qb = q[start:start + 256]
+            s = self.scores(qb)
+            if not rescore:
+                d, i = _top_k(s, k)
+            else:
+                _, cand = _top_k(s, max(int(rescore), k))
+                exact = np.einsum("qd,qcd->qc", qb, self.full[cand])
+                d, pos = _top_k(exact, k)
+                i = np.take_along_axis(cand, pos, axis=1)
+            out_d.append(d)
+            out_i.append(i)
+        return np.concatenate(out_d), np.concatenate(out_i)
 
 
 # =========================================================================== the migration

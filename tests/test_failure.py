@@ -233,3 +233,16 @@ def test_binary_and_float16_storage_match_faiss() -> None:
     d_got, i_got = ours16.search(q, 10)
     assert np.allclose(d_got, d_ref, atol=1e-5)
     assert F.overlap_at_k(i_got, i_ref, 10) == 1.0
+
+
+def test_partial_top_k_equals_a_stable_full_sort_with_ties() -> None:
+    from embedlab.failure import _top_k
+
+    rng = np.random.default_rng(11)
+    for _ in range(100):
+        scores = rng.integers(-3, 4, size=(4, int(rng.integers(1, 400)))).astype(np.float32)
+        k = int(rng.integers(1, scores.shape[1] + 1))
+        d, i = _top_k(scores, k)
+        want = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        assert np.array_equal(i, want)
+        assert np.array_equal(d, np.take_along_axis(scores, want, axis=1))
