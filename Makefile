@@ -25,7 +25,7 @@ course: setup
 
 test: setup
 	$(BIN)/ruff check embedlab tests benchmarks notebooks solutions exercises
-	$(THREADS) EMBEDLAB_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(THREADS) EMBEDLAB_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist worksteal --durations=15
 
 lab: setup
 	$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 notebooks

@@ -29,153 +29,16 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "standard": {"demo_points": 100_000},
         "full": {"demo_points": 1_000_000},
     },
-    "16": {
-        "ci": {"n_points": 20_000, "ns": [1_000, 4_000, 16_000], "ks": [1, 10, 100],
-               "timing_repeats": 2},
-        "standard": {"n_points": 1_000_000, "ns": [10_000, 100_000, 1_000_000],
-                     "ks": [1, 10, 100, 1_000], "timing_repeats": 5},
-        "full": {"n_points": 10_000_000, "ns": [10_000, 100_000, 1_000_000, 10_000_000],
-                 "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
-    },
-    # -- chapters add their entries below this line, keyed by their two-digit number --
-    "17": {
-        # n_points/dim: random vectors of the cosine and heap checks; n_eval/max_chars: the news
-        # pairs of the truncation check (MiniLM, cached); mrl_dims: prefixes checked;
-        # grade: the exercise notebooks graded at the end ("all" = every chapter's).
-        "ci": {"n_points": 2_000, "dim": 64, "n_eval": 200, "max_chars": 500,
-               "mrl_dims": [384, 192, 96, 48, 24], "grade": ["17"]},
-        "standard": {"n_points": 100_000, "dim": 384, "n_eval": 800, "max_chars": 1_000,
-                     "mrl_dims": [384, 192, 96, 48, 24], "grade": ["14", "15", "16", "17"]},
-        "full": {"n_points": 1_000_000, "dim": 384, "n_eval": 800, "max_chars": None,
-                 "mrl_dims": [384, 256, 192, 128, 96, 64, 48, 24], "grade": "all"},
-    },
-    "14": {
-        # news task (n_eval held-out pairs, articles cut to max_chars); v1 = bag of GloVe with a
-        # 64-d head trained `steps` on n_train pairs, v1b the same retrained with another seed,
-        # v2 = MiniLM; ft_steps: in-domain fine-tuning on chatty queries; n_ticks: queries in the
-        # migration stream; n_glove/n_glove_queries: GloVe base of the storage study; rescores:
-        # re-scoring shortlists; n_long: long documents of the truncation study.
-        "ci": {"n_eval": 200, "max_chars": 500, "n_train": 1_000, "max_len": 64, "steps": 30,
-               "batch_size": 32, "lr": 0.03, "ft_steps": 40, "n_ticks": 600, "start_at": 100,
-               "backfill_batch": 4, "window": 50, "n_glove": 10_000, "n_glove_queries": 200,
-               "rescores": [20, 200], "n_long": 20, "filler_words": 260,
-               "snippet_words": 50, "chunk_size": 128, "chunk_overlap": 32},
-        "standard": {"n_eval": 800, "max_chars": 1_000, "n_train": None, "max_len": 128,
-                     "steps": 150, "batch_size": 64, "lr": 0.03, "ft_steps": 150,
-                     "n_ticks": 3_000, "start_at": 300, "backfill_batch": 8, "window": 100,
-                     "n_glove": 200_000, "n_glove_queries": 500, "rescores": [20, 50, 200],
-                     "n_long": 100, "filler_words": 300, "snippet_words": 60,
-                     "chunk_size": 128, "chunk_overlap": 32},
-        "full": {"n_eval": 800, "max_chars": None, "n_train": None, "max_len": 256,
-                 "steps": 600, "batch_size": 64, "lr": 0.03, "ft_steps": 400, "n_ticks": 10_000,
-                 "start_at": 1_000, "backfill_batch": 16, "window": 200, "n_glove": 399_000,
-                 "n_glove_queries": 1_000, "rescores": [20, 50, 200, 1_000], "n_long": 400,
-                 "filler_words": 400, "snippet_words": 60, "chunk_size": 128,
-                 "chunk_overlap": 32},
-    },
-    "12": {
-        # n_eval/max_chars: held-out news articles stored in sqlite-vec (MiniLM, same texts as
-        # chapter 13, so the embedding cache is shared); n_base/n_query: GloVe rows for the
-        # IVF-PQ comparison; fusion_depth: how deep each list goes into reciprocal rank fusion.
-        "ci": {"n_eval": 300, "max_chars": 500, "n_base": 5_000, "n_query": 100, "nlist": 16,
-               "m": 10, "nbits": 8, "nprobes": [1, 4, 16], "fusion_depth": 100,
-               "timing_repeats": 1},
-        "standard": {"n_eval": 800, "max_chars": 1000, "n_base": 50_000, "n_query": 200,
-                     "nlist": 128, "m": 10, "nbits": 8, "nprobes": [1, 4, 16, 32],
-                     "fusion_depth": 100, "timing_repeats": 2},
-        "full": {"n_eval": 800, "max_chars": None, "n_base": 200_000, "n_query": 500,
-                 "nlist": 256, "m": 10, "nbits": 8, "nprobes": [1, 4, 16, 32, 64],
-                 "fusion_depth": 200, "timing_repeats": 3},
-    },
-    "11": {
-        # n_base/n_query: GloVe slice for every index; t_base: base for the threshold sweep;
-        # m/nbits: PQ code (the same for plain and anisotropic); nlist/nprobes, efs: IVF and
-        # HNSW settings of the all-index sweep; mc_queries: Monte Carlo queries of the eta check;
-        # news_base/news_m: MiniLM-news base and its PQ m (when "minilm-news" is in datasets);
-        # repeats: QPS best-of.
-        "ci": {"n_base": 3_000, "n_query": 200, "t_base": 2_000, "m": 25, "nbits": 4,
-               "aniso_iter": 3, "Ts": [0.0, 0.1, 0.2, 0.3], "nlist": 32,
-               "nprobes": [1, 2, 4, 8, 16], "M": 16, "ef_construction": 64,
-               "efs": [10, 20, 40, 80], "mc_queries": 200_000, "n_shards": 4,
-               "datasets": ["glove"], "news_base": 2_000, "news_m": 48, "repeats": 1},
-        "standard": {"n_base": 50_000, "n_query": 1_000, "t_base": 10_000, "m": 25, "nbits": 4,
-                     "aniso_iter": 5, "Ts": [0.0, 0.1, 0.2, 0.3, 0.4], "nlist": 256,
-                     "nprobes": [1, 2, 4, 8, 16, 32, 64], "M": 16, "ef_construction": 100,
-                     "efs": [10, 20, 40, 80, 160, 320], "mc_queries": 1_000_000, "n_shards": 4,
-                     "datasets": ["glove", "minilm-news"], "news_base": 15_000, "news_m": 48,
-                     "repeats": 2},
-        "full": {"n_base": 399_000, "n_query": 1_000, "t_base": 50_000, "m": 25, "nbits": 4,
-                 "aniso_iter": 8, "Ts": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "nlist": 1_024,
-                 "nprobes": [1, 2, 4, 8, 16, 32, 64, 128], "M": 16, "ef_construction": 200,
-                 "efs": [10, 20, 40, 80, 160, 320, 640], "mc_queries": 4_000_000,
-                 "n_shards": 8, "datasets": ["glove", "minilm-news"], "news_base": 80_000,
-                 "news_m": 48, "repeats": 3},
-    },
-    "15": {
-        # clip_*: the digits two-tower (n_train images, the rest held out); rec_*: synthetic
-        # users x items, interactions per user, towers' size and training of the recommender.
-        "ci": {"n_train": 1_200, "clip_steps": 120, "clip_batch": 64, "clip_dim": 32,
-               "clip_temperature": 0.1, "n_users": 400, "n_items": 200, "per_user": 40,
-               "rec_dim": 16, "rec_steps": 300, "rec_batch": 256, "rec_temperature": 0.1},
-        "standard": {"n_train": 1_200, "clip_steps": 400, "clip_batch": 64, "clip_dim": 32,
-                     "clip_temperature": 0.1, "n_users": 2_000, "n_items": 1_000,
-                     "per_user": 50, "rec_dim": 32, "rec_steps": 1_500, "rec_batch": 256,
-                     "rec_temperature": 0.1},
-        "full": {"n_train": 1_200, "clip_steps": 1_500, "clip_batch": 128, "clip_dim": 64,
-                 "clip_temperature": 0.1, "n_users": 5_000, "n_items": 2_000, "per_user": 100,
-                 "rec_dim": 32, "rec_steps": 4_000, "rec_batch": 512, "rec_temperature": 0.1},
-    },
-    "13": {
-        # the chapter-05 bag-of-GloVe encoder, its table lifted to each output size in `sizes`;
-        # mrl_dims: the nested sizes of the Matryoshka run (the largest is its full size);
-        # n_base: news sentences searched in the funnel timing; shortlists: funnel widths;
-        # random_dims: dimensions of the Gaussian data in the distance-concentration plot.
-        "ci": {"n_train": 1000, "n_eval": 300, "max_chars": 500, "max_len": 64, "steps": 25,
-               "batch_size": 32, "lr": 0.03, "temperature": 0.05, "max_words": 20_000,
-               "top_glove": 5_000, "sizes": [16, 64, 256], "mrl_dims": [16, 32, 64, 128],
-               "n_base": 3_000, "shortlists": [20, 50, 100], "random_dims": [2, 8, 32, 128, 512],
-               "timing_repeats": 2},
-        "standard": {"n_train": None, "n_eval": 800, "max_chars": 1000, "max_len": 128,
-                     "steps": 200, "batch_size": 64, "lr": 0.03, "temperature": 0.05,
-                     "max_words": 30_000, "top_glove": 20_000,
-                     "sizes": [16, 32, 64, 128, 256, 512], "mrl_dims": [16, 32, 64, 128],
-                     "n_base": 20_000, "shortlists": [20, 50, 100, 200],
-                     "random_dims": [2, 8, 32, 128, 512, 2048], "timing_repeats": 3},
-        "full": {"n_train": None, "n_eval": 800, "max_chars": None, "max_len": 256,
-                 "steps": 600, "batch_size": 64, "lr": 0.03, "temperature": 0.05,
-                 "max_words": 30_000, "top_glove": 20_000,
-                 "sizes": [16, 32, 64, 128, 256, 512], "mrl_dims": [16, 32, 64, 128, 256],
-                 "n_base": 80_000, "shortlists": [20, 50, 100, 200, 400],
-                 "random_dims": [2, 8, 32, 128, 512, 2048, 8192], "timing_repeats": 5},
-    },
-    "08": {
-        "ci": {"glove_base": 20_000, "minilm_base": 3_000, "n_query": 200,
-               "flat_sizes": [5_000, 10_000, 20_000], "kmeans_points": 5_000, "kmeans_k": 64,
-               "kmeans_iters": 10, "nlist": 64, "nprobes": [1, 2, 4, 8, 16, 64],
-               "timing_repeats": 2},
-        "standard": {"glove_base": 200_000, "minilm_base": 19_000, "n_query": 1_000,
-                     "flat_sizes": [25_000, 50_000, 100_000, 200_000], "kmeans_points": 50_000,
-                     "kmeans_k": 256, "kmeans_iters": 20, "nlist": 512,
-                     "nprobes": [1, 2, 4, 8, 16, 32, 64, 128], "timing_repeats": 3},
-        "full": {"glove_base": 399_000, "minilm_base": 85_000, "n_query": 1_000,
-                 "flat_sizes": [50_000, 100_000, 200_000, 399_000], "kmeans_points": 100_000,
-                 "kmeans_k": 1024, "kmeans_iters": 20, "nlist": 1024,
-                 "nprobes": [1, 2, 4, 8, 16, 32, 64, 128, 256], "timing_repeats": 3},
-    },
-    "09": {
-        # n_train: training vectors for every PQ (ours and faiss's alike); n_train_sweep: for
-        # the reconstruction-error sweep over m (ms_glove); m_minilm: sub-quantisers for 384-d
-        "ci": {"glove_base": 20_000, "minilm_base": 3_000, "n_query": 200, "n_train": 5_000,
-               "n_train_sweep": 5_000, "pq_niter": 10, "ms_glove": [1, 2, 5, 10, 25],
-               "m_minilm": 48, "nlist": 64, "nprobes": [1, 4, 16, 64], "timing_repeats": 2},
-        "standard": {"glove_base": 200_000, "minilm_base": 19_000, "n_query": 1_000,
-                     "n_train": 20_000, "n_train_sweep": 10_000, "pq_niter": 15,
-                     "ms_glove": [1, 2, 5, 10, 25], "m_minilm": 24, "nlist": 512,
-                     "nprobes": [1, 4, 16, 64, 256], "timing_repeats": 2},
-        "full": {"glove_base": 399_000, "minilm_base": 85_000, "n_query": 1_000,
-                 "n_train": 65_536, "n_train_sweep": 65_536, "pq_niter": 25,
-                 "ms_glove": [1, 2, 5, 10, 25, 50], "m_minilm": 48, "nlist": 1024,
-                 "nprobes": [1, 4, 16, 64, 256], "timing_repeats": 3},
+    "01": {
+        # analogy_every: answer every k-th question of each Google section (1 = all 19,544);
+        # parity_every: the same for the (slower) gensim comparison;
+        # n_headlines: news headlines embedded with MiniLM for the sentence-level search.
+        "ci": {"restrict_vocab": 30_000, "analogy_every": 8, "parity_every": 32,
+               "n_headlines": 48},
+        "standard": {"restrict_vocab": 30_000, "analogy_every": 1, "parity_every": 8,
+                     "n_headlines": 1_000},
+        "full": {"restrict_vocab": 30_000, "analogy_every": 1, "parity_every": 1,
+                 "n_headlines": 3_824},
     },
     "02": {
         "ci": {"n_articles": 200, "vector_size": 32, "epochs": 3, "sweep_articles": 120,
@@ -197,27 +60,6 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                      "x_max": 10.0, "w2v_epochs": 3, "demo_articles": 100},
         "full": {"n_articles": None, "vector_size": 100, "window": 10, "epochs": 50,
                  "x_max": 10.0, "w2v_epochs": 5, "demo_articles": 300},
-    },
-    "10": {
-        # nsw_points: 2-D points of the drawn graph; n_base/n_query: GloVe slice for the index;
-        # ns: base sizes of the log N study (built with growth_efc); sweep_Ms/sweep_efcs: one
-        # build each at the other's default; news_base: MiniLM-news base for the peer table
-        # (used when "minilm-news" is in datasets); repeats: best-of for each QPS figure.
-        "ci": {"nsw_points": 300, "n_base": 4_000, "n_query": 200, "M": 16,
-               "ef_construction": 100, "efs": [10, 20, 40, 80, 160],
-               "ns": [1_000, 2_000, 4_000, 8_000], "growth_efc": 40, "sweep_Ms": [8, 16],
-               "sweep_efcs": [40, 100], "datasets": ["glove"], "news_base": 2_000,
-               "repeats": 1},
-        "standard": {"nsw_points": 600, "n_base": 30_000, "n_query": 500, "M": 16,
-                     "ef_construction": 100, "efs": [10, 20, 40, 80, 160, 320],
-                     "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 32,
-                     "sweep_Ms": [8, 16, 32], "sweep_efcs": [40, 100],
-                     "datasets": ["glove", "minilm-news"], "news_base": 10_000, "repeats": 2},
-        "full": {"nsw_points": 1_000, "n_base": 399_000, "n_query": 1_000, "M": 16,
-                 "ef_construction": 200, "efs": [10, 20, 40, 80, 160, 320, 640],
-                 "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 100,
-                 "sweep_Ms": [8, 16, 32, 48], "sweep_efcs": [50, 100, 200, 400],
-                 "datasets": ["glove", "minilm-news"], "news_base": 80_000, "repeats": 3},
     },
     "04": {
         # n_eval: held-out news pairs scored (of 800); max_chars: articles cut to this length;
@@ -256,17 +98,6 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "temperatures": [0.001, 0.01, 0.05, 0.1, 1.0], "eval_every": 100,
                  "sup_steps": 1000, "bag_steps": 600, "lr": 1e-3},
     },
-    "01": {
-        # analogy_every: answer every k-th question of each Google section (1 = all 19,544);
-        # parity_every: the same for the (slower) gensim comparison;
-        # n_headlines: news headlines embedded with MiniLM for the sentence-level search.
-        "ci": {"restrict_vocab": 30_000, "analogy_every": 8, "parity_every": 32,
-               "n_headlines": 48},
-        "standard": {"restrict_vocab": 30_000, "analogy_every": 1, "parity_every": 8,
-                     "n_headlines": 1_000},
-        "full": {"restrict_vocab": 30_000, "analogy_every": 1, "parity_every": 1,
-                 "n_headlines": 3_824},
-    },
     "07": {
         # n_vectors: GloVe rows searched; n_queries: query words; loop_n: rows scored in the
         # pure-Python loop; timing_repeats: best-of for the illustrative timings.
@@ -274,6 +105,174 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "standard": {"n_vectors": 400_000, "n_queries": 50, "loop_n": 10_000,
                      "timing_repeats": 2},
         "full": {"n_vectors": 400_000, "n_queries": 200, "loop_n": 50_000, "timing_repeats": 5},
+    },
+    "08": {
+        "ci": {"glove_base": 20_000, "minilm_base": 3_000, "n_query": 200,
+               "flat_sizes": [5_000, 10_000, 20_000], "kmeans_points": 5_000, "kmeans_k": 64,
+               "kmeans_iters": 10, "nlist": 64, "nprobes": [1, 2, 4, 8, 16, 64],
+               "timing_repeats": 2},
+        "standard": {"glove_base": 200_000, "minilm_base": 19_000, "n_query": 1_000,
+                     "flat_sizes": [25_000, 50_000, 100_000, 200_000], "kmeans_points": 50_000,
+                     "kmeans_k": 256, "kmeans_iters": 20, "nlist": 512,
+                     "nprobes": [1, 2, 4, 8, 16, 32, 64, 128], "timing_repeats": 3},
+        "full": {"glove_base": 399_000, "minilm_base": 85_000, "n_query": 1_000,
+                 "flat_sizes": [50_000, 100_000, 200_000, 399_000], "kmeans_points": 100_000,
+                 "kmeans_k": 1024, "kmeans_iters": 20, "nlist": 1024,
+                 "nprobes": [1, 2, 4, 8, 16, 32, 64, 128, 256], "timing_repeats": 3},
+    },
+    "09": {
+        # n_train: training vectors for every PQ (ours and faiss's alike); n_train_sweep: for
+        # the reconstruction-error sweep over m (ms_glove); m_minilm: sub-quantisers for 384-d
+        "ci": {"glove_base": 20_000, "minilm_base": 3_000, "n_query": 200, "n_train": 5_000,
+               "n_train_sweep": 5_000, "pq_niter": 10, "ms_glove": [1, 2, 5, 10, 25],
+               "m_minilm": 48, "nlist": 64, "nprobes": [1, 4, 16, 64], "timing_repeats": 2},
+        "standard": {"glove_base": 200_000, "minilm_base": 19_000, "n_query": 1_000,
+                     "n_train": 20_000, "n_train_sweep": 10_000, "pq_niter": 15,
+                     "ms_glove": [1, 2, 5, 10, 25], "m_minilm": 24, "nlist": 512,
+                     "nprobes": [1, 4, 16, 64, 256], "timing_repeats": 2},
+        "full": {"glove_base": 399_000, "minilm_base": 85_000, "n_query": 1_000,
+                 "n_train": 65_536, "n_train_sweep": 65_536, "pq_niter": 25,
+                 "ms_glove": [1, 2, 5, 10, 25, 50], "m_minilm": 48, "nlist": 1024,
+                 "nprobes": [1, 4, 16, 64, 256], "timing_repeats": 3},
+    },
+    "10": {
+        # nsw_points: 2-D points of the drawn graph; n_base/n_query: GloVe slice for the index;
+        # ns: base sizes of the log N study (built with growth_efc); sweep_Ms/sweep_efcs: one
+        # build each at the other's default; news_base: MiniLM-news base for the peer table
+        # (used when "minilm-news" is in datasets); repeats: best-of for each QPS figure.
+        "ci": {"nsw_points": 300, "n_base": 4_000, "n_query": 200, "M": 16,
+               "ef_construction": 100, "efs": [10, 20, 40, 80, 160],
+               "ns": [1_000, 2_000, 4_000, 8_000], "growth_efc": 40, "sweep_Ms": [8, 16],
+               "sweep_efcs": [40, 100], "datasets": ["glove"], "news_base": 2_000,
+               "repeats": 1},
+        "standard": {"nsw_points": 600, "n_base": 30_000, "n_query": 500, "M": 16,
+                     "ef_construction": 100, "efs": [10, 20, 40, 80, 160, 320],
+                     "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 32,
+                     "sweep_Ms": [8, 16, 32], "sweep_efcs": [40, 100],
+                     "datasets": ["glove", "minilm-news"], "news_base": 10_000, "repeats": 2},
+        "full": {"nsw_points": 1_000, "n_base": 399_000, "n_query": 1_000, "M": 16,
+                 "ef_construction": 200, "efs": [10, 20, 40, 80, 160, 320, 640],
+                 "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 100,
+                 "sweep_Ms": [8, 16, 32, 48], "sweep_efcs": [50, 100, 200, 400],
+                 "datasets": ["glove", "minilm-news"], "news_base": 80_000, "repeats": 3},
+    },
+    "11": {
+        # n_base/n_query: GloVe slice for every index; t_base: base for the threshold sweep;
+        # m/nbits: PQ code (the same for plain and anisotropic); nlist/nprobes, efs: IVF and
+        # HNSW settings of the all-index sweep; mc_queries: Monte Carlo queries of the eta check;
+        # news_base/news_m: MiniLM-news base and its PQ m (when "minilm-news" is in datasets);
+        # repeats: QPS best-of.
+        "ci": {"n_base": 3_000, "n_query": 200, "t_base": 2_000, "m": 25, "nbits": 4,
+               "aniso_iter": 3, "Ts": [0.0, 0.1, 0.2, 0.3], "nlist": 32,
+               "nprobes": [1, 2, 4, 8, 16], "M": 16, "ef_construction": 64,
+               "efs": [10, 20, 40, 80], "mc_queries": 200_000, "n_shards": 4,
+               "datasets": ["glove"], "news_base": 2_000, "news_m": 48, "repeats": 1},
+        "standard": {"n_base": 50_000, "n_query": 1_000, "t_base": 10_000, "m": 25, "nbits": 4,
+                     "aniso_iter": 5, "Ts": [0.0, 0.1, 0.2, 0.3, 0.4], "nlist": 256,
+                     "nprobes": [1, 2, 4, 8, 16, 32, 64], "M": 16, "ef_construction": 100,
+                     "efs": [10, 20, 40, 80, 160, 320], "mc_queries": 1_000_000, "n_shards": 4,
+                     "datasets": ["glove", "minilm-news"], "news_base": 15_000, "news_m": 48,
+                     "repeats": 2},
+        "full": {"n_base": 399_000, "n_query": 1_000, "t_base": 50_000, "m": 25, "nbits": 4,
+                 "aniso_iter": 8, "Ts": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "nlist": 1_024,
+                 "nprobes": [1, 2, 4, 8, 16, 32, 64, 128], "M": 16, "ef_construction": 200,
+                 "efs": [10, 20, 40, 80, 160, 320, 640], "mc_queries": 4_000_000,
+                 "n_shards": 8, "datasets": ["glove", "minilm-news"], "news_base": 80_000,
+                 "news_m": 48, "repeats": 3},
+    },
+    "12": {
+        # n_eval/max_chars: held-out news articles stored in sqlite-vec (MiniLM, same texts as
+        # chapter 13, so the embedding cache is shared); n_base/n_query: GloVe rows for the
+        # IVF-PQ comparison; fusion_depth: how deep each list goes into reciprocal rank fusion.
+        "ci": {"n_eval": 300, "max_chars": 500, "n_base": 5_000, "n_query": 100, "nlist": 16,
+               "m": 10, "nbits": 8, "nprobes": [1, 4, 16], "fusion_depth": 100,
+               "timing_repeats": 1},
+        "standard": {"n_eval": 800, "max_chars": 1000, "n_base": 50_000, "n_query": 200,
+                     "nlist": 128, "m": 10, "nbits": 8, "nprobes": [1, 4, 16, 32],
+                     "fusion_depth": 100, "timing_repeats": 2},
+        "full": {"n_eval": 800, "max_chars": None, "n_base": 200_000, "n_query": 500,
+                 "nlist": 256, "m": 10, "nbits": 8, "nprobes": [1, 4, 16, 32, 64],
+                 "fusion_depth": 200, "timing_repeats": 3},
+    },
+    "13": {
+        # the chapter-05 bag-of-GloVe encoder, its table lifted to each output size in `sizes`;
+        # mrl_dims: the nested sizes of the Matryoshka run (the largest is its full size);
+        # n_base: news sentences searched in the funnel timing; shortlists: funnel widths;
+        # random_dims: dimensions of the Gaussian data in the distance-concentration plot.
+        "ci": {"n_train": 1000, "n_eval": 300, "max_chars": 500, "max_len": 64, "steps": 25,
+               "batch_size": 32, "lr": 0.03, "temperature": 0.05, "max_words": 20_000,
+               "top_glove": 5_000, "sizes": [16, 64, 256], "mrl_dims": [16, 32, 64, 128],
+               "n_base": 3_000, "shortlists": [20, 50, 100], "random_dims": [2, 8, 32, 128, 512],
+               "timing_repeats": 2},
+        "standard": {"n_train": None, "n_eval": 800, "max_chars": 1000, "max_len": 128,
+                     "steps": 200, "batch_size": 64, "lr": 0.03, "temperature": 0.05,
+                     "max_words": 30_000, "top_glove": 20_000,
+                     "sizes": [16, 32, 64, 128, 256, 512], "mrl_dims": [16, 32, 64, 128],
+                     "n_base": 20_000, "shortlists": [20, 50, 100, 200],
+                     "random_dims": [2, 8, 32, 128, 512, 2048], "timing_repeats": 3},
+        "full": {"n_train": None, "n_eval": 800, "max_chars": None, "max_len": 256,
+                 "steps": 600, "batch_size": 64, "lr": 0.03, "temperature": 0.05,
+                 "max_words": 30_000, "top_glove": 20_000,
+                 "sizes": [16, 32, 64, 128, 256, 512], "mrl_dims": [16, 32, 64, 128, 256],
+                 "n_base": 80_000, "shortlists": [20, 50, 100, 200, 400],
+                 "random_dims": [2, 8, 32, 128, 512, 2048, 8192], "timing_repeats": 5},
+    },
+    "14": {
+        # news task (n_eval held-out pairs, articles cut to max_chars); v1 = bag of GloVe with a
+        # 64-d head trained `steps` on n_train pairs, v1b the same retrained with another seed,
+        # v2 = MiniLM; ft_steps: in-domain fine-tuning on chatty queries; n_ticks: queries in the
+        # migration stream; n_glove/n_glove_queries: GloVe base of the storage study; rescores:
+        # re-scoring shortlists; n_long: long documents of the truncation study.
+        "ci": {"n_eval": 200, "max_chars": 500, "n_train": 1_000, "max_len": 64, "steps": 30,
+               "batch_size": 32, "lr": 0.03, "ft_steps": 40, "n_ticks": 600, "start_at": 100,
+               "backfill_batch": 4, "window": 50, "n_glove": 10_000, "n_glove_queries": 200,
+               "rescores": [20, 200], "n_long": 20, "filler_words": 260,
+               "snippet_words": 50, "chunk_size": 128, "chunk_overlap": 32},
+        "standard": {"n_eval": 800, "max_chars": 1_000, "n_train": None, "max_len": 128,
+                     "steps": 150, "batch_size": 64, "lr": 0.03, "ft_steps": 150,
+                     "n_ticks": 3_000, "start_at": 300, "backfill_batch": 8, "window": 100,
+                     "n_glove": 200_000, "n_glove_queries": 500, "rescores": [20, 50, 200],
+                     "n_long": 100, "filler_words": 300, "snippet_words": 60,
+                     "chunk_size": 128, "chunk_overlap": 32},
+        "full": {"n_eval": 800, "max_chars": None, "n_train": None, "max_len": 256,
+                 "steps": 600, "batch_size": 64, "lr": 0.03, "ft_steps": 400, "n_ticks": 10_000,
+                 "start_at": 1_000, "backfill_batch": 16, "window": 200, "n_glove": 399_000,
+                 "n_glove_queries": 1_000, "rescores": [20, 50, 200, 1_000], "n_long": 400,
+                 "filler_words": 400, "snippet_words": 60, "chunk_size": 128,
+                 "chunk_overlap": 32},
+    },
+    "15": {
+        # clip_*: the digits two-tower (n_train images, the rest held out); rec_*: synthetic
+        # users x items, interactions per user, towers' size and training of the recommender.
+        "ci": {"n_train": 1_200, "clip_steps": 120, "clip_batch": 64, "clip_dim": 32,
+               "clip_temperature": 0.1, "n_users": 400, "n_items": 200, "per_user": 40,
+               "rec_dim": 16, "rec_steps": 300, "rec_batch": 256, "rec_temperature": 0.1},
+        "standard": {"n_train": 1_200, "clip_steps": 400, "clip_batch": 64, "clip_dim": 32,
+                     "clip_temperature": 0.1, "n_users": 2_000, "n_items": 1_000,
+                     "per_user": 50, "rec_dim": 32, "rec_steps": 1_500, "rec_batch": 256,
+                     "rec_temperature": 0.1},
+        "full": {"n_train": 1_200, "clip_steps": 1_500, "clip_batch": 128, "clip_dim": 64,
+                 "clip_temperature": 0.1, "n_users": 5_000, "n_items": 2_000, "per_user": 100,
+                 "rec_dim": 32, "rec_steps": 4_000, "rec_batch": 512, "rec_temperature": 0.1},
+    },
+    "16": {
+        "ci": {"n_points": 20_000, "ns": [1_000, 4_000, 16_000], "ks": [1, 10, 100],
+               "timing_repeats": 2},
+        "standard": {"n_points": 1_000_000, "ns": [10_000, 100_000, 1_000_000],
+                     "ks": [1, 10, 100, 1_000], "timing_repeats": 5},
+        "full": {"n_points": 10_000_000, "ns": [10_000, 100_000, 1_000_000, 10_000_000],
+                 "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
+    },
+    "17": {
+        # n_points/dim: random vectors of the cosine and heap checks; n_eval/max_chars: the news
+        # pairs of the truncation check (MiniLM, cached); mrl_dims: prefixes checked;
+        # grade: the exercise notebooks graded at the end ("all" = every chapter's).
+        "ci": {"n_points": 2_000, "dim": 64, "n_eval": 200, "max_chars": 500,
+               "mrl_dims": [384, 192, 96, 48, 24], "grade": ["17"]},
+        "standard": {"n_points": 100_000, "dim": 384, "n_eval": 800, "max_chars": 1_000,
+                     "mrl_dims": [384, 192, 96, 48, 24], "grade": ["14", "15", "16", "17"]},
+        "full": {"n_points": 1_000_000, "dim": 384, "n_eval": 800, "max_chars": None,
+                 "mrl_dims": [384, 256, 192, 128, 96, 64, 48, 24], "grade": "all"},
     },
 }
 
