@@ -55,6 +55,34 @@ class Exercise:
 _REGISTRY: dict[str, Exercise] = {}
 
 
+def raises(fn: Callable[..., Any], *args: Any, exc: type | tuple = ValueError) -> bool:
+    """True when ``fn(*args)`` raises ``exc``; False when it returns. Any other exception
+    propagates, so the learner's hint says what was raised instead."""
+    import numpy as np
+
+    try:
+        with np.errstate(all="ignore"):
+            fn(*args)
+    except exc:
+        return True
+    return False
+
+
+def must_raise(fn: Callable[..., Any], *args: Any, exc: type | tuple = ValueError) -> None:
+    """Assert that ``fn(*args)`` raises ``exc``, saying what happened instead when it does not."""
+    import numpy as np
+
+    name = exc.__name__ if isinstance(exc, type) else " or ".join(e.__name__ for e in exc)
+    try:
+        with np.errstate(all="ignore"):
+            out = fn(*args)
+    except exc:
+        return
+    except Exception as other:  # the wrong kind of error is still wrong
+        raise AssertionError(f"raised {type(other).__name__}, expected {name}") from None
+    raise AssertionError(f"returned {np.asarray(out).ravel()[:4]} instead of raising {name}")
+
+
 def exercise(id: str, name: str, points: float) -> Exercise:
     """Declare an exercise. ``id`` is ``"NN.short_name"`` where NN is the chapter number."""
     chapter = id.split(".", 1)[0]

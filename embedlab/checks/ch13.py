@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import torch
 
-from embedlab.checks import exercise
+from embedlab.checks import exercise, raises
 from embedlab.contrastive import info_nce as _info_nce
 from embedlab.matryoshka import MatryoshkaLoss as _MatryoshkaLoss
 from embedlab.matryoshka import truncate as _truncate
@@ -17,13 +17,6 @@ def _rand(*shape, seed=0, grad=False):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_(grad)
 
-
-def _raises_value_error(call) -> bool:
-    try:
-        call()
-    except ValueError:
-        return True
-    return False
 
 
 # --------------------------------------------------------------------------- 13.truncate
@@ -61,7 +54,7 @@ def _(fn):
 def _(fn):
     x = _rand(3, 5)
     for bad in (0, 6):
-        assert _raises_value_error(lambda b=bad: fn(x, b)), f"no ValueError for dim={bad}"
+        assert raises(lambda b=bad: fn(x, b)), f"no ValueError for dim={bad}"
 
 
 # --------------------------------------------------------------------------- 13.matryoshka
@@ -100,5 +93,5 @@ def _(fn):
 @mrl.check("raises ValueError for a size above the embedding size, or sizes out of order")
 def _(fn):
     a = _rand(4, 8, seed=10)
-    assert _raises_value_error(lambda: fn(a, a, [16, 8])), "no ValueError for dims=[16, 8] at d=8"
-    assert _raises_value_error(lambda: fn(a, a, [4, 8, 2])), "no ValueError for dims=[4, 8, 2]"
+    assert raises(lambda: fn(a, a, [16, 8])), "no ValueError for dims=[16, 8] at d=8"
+    assert raises(lambda: fn(a, a, [4, 8, 2])), "no ValueError for dims=[4, 8, 2]"

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedlab.checks import exercise
+from embedlab.checks import exercise, raises
 from embedlab.failure import overlap_at_k as _overlap
 from embedlab.text import chunk as _chunk
-
-
-def _raises(fn, *args) -> bool:
-    try:
-        fn(*args)
-    except ValueError:
-        return True
-    return False
-
 
 # --------------------------------------------------------------------------- 14.overlap_at_k
 ov = exercise("14.overlap_at_k", name="overlap_at_k", points=4)
@@ -51,9 +42,9 @@ def _(fn):
 @ov.check("raises ValueError for a different number of rows, k < 1 or k wider than the arrays")
 def _(fn):
     a = np.array([[1, 2], [3, 4]])
-    assert _raises(fn, a, a[:1], 1), "2 rows vs 1 row must raise"
-    assert _raises(fn, a, a, 0), "k=0 must raise"
-    assert _raises(fn, a, a, 3), "k=3 with 2 columns must raise"
+    assert raises(fn, a, a[:1], 1), "2 rows vs 1 row must raise"
+    assert raises(fn, a, a, 0), "k=0 must raise"
+    assert raises(fn, a, a, 3), "k=3 with 2 columns must raise"
 
 
 # --------------------------------------------------------------------------- 14.chunk_words
@@ -86,8 +77,8 @@ def _(fn):
 
 @ch.check("raises ValueError for overlap >= size, a negative overlap, size < 1 or an empty text")
 def _(fn):
-    assert _raises(fn, "a b c", 3, 3), "overlap == size must raise"
-    assert _raises(fn, "a b c", 3, 5), "overlap > size must raise"
-    assert _raises(fn, "a b c", 3, -1), "a negative overlap must raise"
-    assert _raises(fn, "a b c", 0, 0), "size 0 must raise"
-    assert _raises(fn, "   ", 3, 1), "an empty document must raise"
+    assert raises(fn, "a b c", 3, 3), "overlap == size must raise"
+    assert raises(fn, "a b c", 3, 5), "overlap > size must raise"
+    assert raises(fn, "a b c", 3, -1), "a negative overlap must raise"
+    assert raises(fn, "a b c", 0, 0), "size 0 must raise"
+    assert raises(fn, "   ", 3, 1), "an empty document must raise"

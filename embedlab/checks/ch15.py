@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embedlab.checks import exercise
+from embedlab.checks import exercise, raises
 from embedlab.contrastive import info_nce
 from embedlab.twotower import in_batch_softmax_loss
 
@@ -15,13 +15,6 @@ def _pair(seed: int, b: int = 6, d: int = 5):
     return (torch.randn(b, d, generator=g, dtype=torch.float64),
             torch.randn(b, d, generator=g, dtype=torch.float64))
 
-
-def _raises(fn, *args) -> bool:
-    try:
-        fn(*args)
-    except ValueError:
-        return True
-    return False
 
 
 # --------------------------------------------------------------------------- 15.symmetric_loss
@@ -69,8 +62,8 @@ def _(fn):
 @sym.check("raises ValueError for mismatched shapes or a temperature <= 0")
 def _(fn):
     a, b = _pair(6)
-    assert _raises(fn, a, b[:4], 0.1), "shapes (6, 5) and (4, 5) must raise ValueError"
-    assert _raises(fn, a, b, 0.0), "temperature 0 must raise ValueError"
+    assert raises(fn, a, b[:4], 0.1), "shapes (6, 5) and (4, 5) must raise ValueError"
+    assert raises(fn, a, b, 0.0), "temperature 0 must raise ValueError"
 
 
 # --------------------------------------------------------------------------- 15.logq_loss
@@ -113,4 +106,4 @@ def _(fn):
 @logq.check("raises ValueError when log_q does not hold one value per row")
 def _(fn):
     u, v = _pair(12)
-    assert _raises(fn, u, v, _logq(3, 0), 0.1), "log_q of length 3 for 6 rows must raise"
+    assert raises(fn, u, v, _logq(3, 0), 0.1), "log_q of length 3 for 6 rows must raise"
