@@ -22,7 +22,7 @@ from typing import Any
 
 import nbformat
 
-from embedlab.report import format_value, read_records
+from embedlab.report import format_value, read_claims, read_records
 
 # The chapter list: number -> (file stem, title). Notebook files are notebooks/NN_stem.ipynb.
 CHAPTERS: dict[str, tuple[str, str]] = {
@@ -89,6 +89,7 @@ class Outcome:
     seconds: float
     error: str = ""
     records: dict[str, Any] = field(default_factory=dict)
+    claims: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _failure_summary(exc: BaseException) -> str:
@@ -132,7 +133,7 @@ def run_notebook(path: Path, out_dir: Path, profile: str, timeout: int = 1800) -
     seconds = time.perf_counter() - t0
     if out_nb.exists():
         _to_html(out_nb)
-    return Outcome(path.name, not error, seconds, error, read_records(rec))
+    return Outcome(path.name, not error, seconds, error, read_records(rec), read_claims(rec))
 
 
 def _to_html(nb_path: Path) -> None:
@@ -149,13 +150,18 @@ def write_report(outcomes: list[Outcome], profile: str, out_dir: Path) -> Path:
         f"Profile `{profile}`; {sum(o.ok for o in outcomes)} of {len(outcomes)} notebooks ran "
         f"top to bottom in {sum(o.seconds for o in outcomes):.0f} s.",
         "",
-        "| notebook | state | wall time (s) | recorded results |",
-        "|---|---|---:|---|",
+        "| notebook | state | wall time (s) | recorded results | claims (held / stated) |",
+        "|---|---|---:|---:|---:|",
     ]
     for o in outcomes:
         state = "ok" if o.ok else f"FAILED ({o.error})".replace("|", "/")
-        n = len(o.records)
-        lines.append(f"| {o.notebook} | {state} | {o.seconds:.1f} | {n} |")
+        n, held = len(o.records), sum(c["holds"] for c in o.claims)
+        lines.append(f"| {o.notebook} | {state} | {o.seconds:.1f} | {n} | {held} / {len(o.claims)} |")
+    stated = [(o.notebook, c) for o in outcomes for c in o.claims]
+    if stated:
+        lines += ["", "## Claims", "", "| notebook | claim | verdict | sentence |", "|---|---|---|---|"]
+        lines += [f"| {nb} | `{c['id']}` | {'holds' if c['holds'] else 'FAILS'} | "
+                  f"{c['text'].replace('|', '/')} |".replace("\n", " ") for nb, c in stated]
     for o in outcomes:
         if o.records:
             lines += ["", f"## {o.notebook}", "", "| result | value |", "|---|---|"]

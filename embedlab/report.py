@@ -59,7 +59,8 @@ def read_records(path: str | Path) -> dict[str, Any]:
     for line in p.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
-            out[row["name"]] = row["value"]
+            if "name" in row:
+                out[row["name"]] = row["value"]
     return out
 
 
@@ -69,3 +70,70 @@ def format_value(value: Any) -> str:
         return f"{value:.4g}"
     text = json.dumps(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+# --------------------------------------------------------------------------- claims
+class ClaimFailed(AssertionError):
+    """A claim that did not hold, raised only under ``EMBEDLAB_STRICT=1``."""
+
+
+_CLAIMS: list[dict[str, Any]] = []
+
+
+def strict() -> bool:
+    """True when a failing claim must fail the notebook (``EMBEDLAB_STRICT=1``, as in CI)."""
+    return os.environ.get("EMBEDLAB_STRICT", "").strip() not in ("", "0", "false", "no")
+
+
+def claim(id: str, text: str, holds: Any) -> bool:
+    """State one claim the chapter checks on this run, with its verdict.
+
+    ``text`` is the sentence, built from the run's own numbers (an f-string); ``holds`` is the
+    measured verdict. The sentence is printed with a check mark or a cross and recorded (under
+    ``EMBEDLAB_REPORT``, as a ``{"claim": id, "text", "holds"}`` line) for the course report. A
+    claim that does not hold only warns, so a learner who changes a parameter can read on; under
+    ``EMBEDLAB_STRICT=1`` it raises :class:`ClaimFailed` after printing.
+    """
+    if not isinstance(id, str) or not id:
+        raise ValueError("claim: id must be a non-empty string such as 'ch08.ivf_recall'")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("claim: text must be the sentence being claimed")
+    if hasattr(holds, "item"):
+        holds = holds.item()
+    if not isinstance(holds, bool):
+        raise TypeError(f"claim: holds must be a bool (the measured verdict), got {type(holds)!r}")
+    row = {"id": id, "text": text, "holds": holds}
+    _CLAIMS[:] = [c for c in _CLAIMS if c["id"] != id] + [row]
+    path = os.environ.get("EMBEDLAB_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"claim": id, "text": text, "holds": holds}) + "\n")
+    print(f"{'✓' if holds else '✗'} {text}")
+    if not holds:
+        if strict():
+            raise ClaimFailed(f"claim {id} does not hold: {text}")
+        import warnings
+
+        warnings.warn(f"claim {id} does not hold on this run: {text}", stacklevel=2)
+    return holds
+
+
+def claims() -> list[dict[str, Any]]:
+    """Every claim stated in this process so far (latest verdict per id)."""
+    return [dict(c) for c in _CLAIMS]
+
+
+def read_claims(path: str | Path) -> list[dict[str, Any]]:
+    """The claims in a JSON-lines report file, in order, the latest verdict per id."""
+    out: dict[str, dict[str, Any]] = {}
+    p = Path(path)
+    if not p.exists():
+        return []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if "claim" in row:
+                out.pop(row["claim"], None)
+                out[row["claim"]] = {"id": row["claim"], "text": row["text"],
+                                     "holds": row["holds"]}
+    return list(out.values())
