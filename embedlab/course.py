@@ -156,10 +156,12 @@ def write_report(outcomes: list[Outcome], profile: str, out_dir: Path) -> Path:
     for o in outcomes:
         state = "ok" if o.ok else f"FAILED ({o.error})".replace("|", "/")
         n, held = len(o.records), sum(c["holds"] for c in o.claims)
-        lines.append(f"| {o.notebook} | {state} | {o.seconds:.1f} | {n} | {held} / {len(o.claims)} |")
+        lines.append(f"| {o.notebook} | {state} | {o.seconds:.1f} | {n} | "
+                     f"{held} / {len(o.claims)} |")
     stated = [(o.notebook, c) for o in outcomes for c in o.claims]
     if stated:
-        lines += ["", "## Claims", "", "| notebook | claim | verdict | sentence |", "|---|---|---|---|"]
+        lines += ["", "## Claims", "", "| notebook | claim | verdict | sentence |",
+                  "|---|---|---|---|"]
         lines += [f"| {nb} | `{c['id']}` | {'holds' if c['holds'] else 'FAILS'} | "
                   f"{c['text'].replace('|', '/')} |".replace("\n", " ") for nb, c in stated]
     for o in outcomes:
