@@ -10,21 +10,42 @@ cosine and L2 rank alike):
   chunks of ``CHUNK`` and cached, so a small profile embeds only the first chunk and a large one
   reuses it. Queries are held out the same way.
 
-The ground truth (ids of the exact ``gt_k`` nearest base vectors of each query) is computed once
-by flat search and cached under ``embedlab.data.cache_dir() / "ann"``.
+The ground truth (ids of the exact ``gt_k`` nearest base vectors of each query) is computed
+once in float64 numpy, independently of the indexes under test, and cached under
+``embedlab.data.cache_dir() / "ann"`` keyed by the data.
 
-``sweep`` measures one index over a list of search parameters: build time, memory, and for
-each setting recall@k and queries per second (best of ``repeats`` runs over all queries, one
-batch). It works with any object that has ``search(q, k)``: ours and faiss's alike, side by
-side on the same data; pin everything to one thread (``one_thread()``) before comparing.
+The protocol (the same for ``benchmarks/``, ``make bench`` and the notebooks):
+
+* one thread on every side: ``threadpoolctl.threadpool_limits(1)`` for numpy's and faiss's BLAS
+  and OpenMP, plus ``faiss.omp_set_num_threads(1)`` (``one_thread()``);
+* a warm-up of ``WARMUP`` queries (above faiss's 20-query threshold for switching to BLAS);
+* at least 3 interleaved repeats (every contender once per round, the order rotating), the
+  median reported (``measure``);
+* two modes: ``"single"`` (a loop of one-query searches: median and p99 latency, and QPS) and
+  ``"batch"`` (all queries in one call: throughput);
+* two BLAS settings: ``"installed"`` (what a user gets) and ``"matched"``
+  (``OPENBLAS_CORETYPE=Haswell`` set before numpy and faiss load, so both OpenBLAS builds run the
+  same AVX2 kernels); ``require_blas("matched")`` verifies it through threadpoolctl and stops
+  with a message naming both kernels otherwise;
+* every table prints ``protocol_line(mode)``: the mode, the setting, and the BLAS builds and
+  kernels of both sides.
+
+``sweep`` builds one index and measures it over a list of search parameters (build time, memory,
+recall@k and speed in one mode); it works with any object that has ``search(q, k)``: ours,
+faiss's, and the ``HnswlibIndex`` and ``ScannIndex`` adapters below.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +54,10 @@ from embedlab.index.base import check_int, normalize_rows
 
 DATASETS = ("glove", "minilm-news")
 CHUNK = 4_000  # sentences per cached embedding chunk
+MODES = ("single", "batch")
+BLAS_SETTINGS = ("installed", "matched")
+MATCHED_CORETYPE = "Haswell"  # AVX2 kernels that both OpenBLAS builds (0.3.15, 0.3.31) know
+WARMUP = 20  # queries; faiss switches from its own loops to BLAS above 20 queries
 
 
 @dataclass
@@ -106,13 +131,30 @@ def _raw(name: str, n_total: int) -> np.ndarray:
     return news_embeddings(n_total)
 
 
-def exact_neighbours(xb: np.ndarray, xq: np.ndarray, k: int, metric: str = "cosine") -> np.ndarray:
-    """Ids of the exact ``k`` best base rows for each query (flat search)."""
-    from embedlab.index import FlatIndex
+def exact_neighbours(xb: np.ndarray, xq: np.ndarray, k: int, metric: str = "cosine",
+                     block: int = 256) -> np.ndarray:
+    """Ids of the exact ``k`` best base rows for each query, computed in float64 numpy.
 
-    flat = FlatIndex(xb.shape[1], metric=metric)
-    flat.add(xb)
-    return flat.search(xq, k)[1]
+    Independent of the indexes under test: scores ``q . x`` (ip; cosine on unit rows) or
+    ``-||q - x||^2`` (l2) in double precision, ``block`` queries at a time, ties broken by the
+    lower id.
+    """
+    if metric not in ("ip", "cosine", "l2"):
+        raise ValueError(f"metric must be 'ip', 'cosine' or 'l2', got {metric!r}")
+    k = check_int(k, "k", high=xb.shape[0])
+    xb64 = np.asarray(xb, dtype=np.float64)
+    sq = (xb64 ** 2).sum(1)
+    out = np.empty((xq.shape[0], k), dtype=np.int64)
+    block = max(1, min(block, 8_000_000 // max(1, xb.shape[0])))  # a block's scores <= 64 MB
+    for a in range(0, xq.shape[0], block):
+        s = np.asarray(xq[a:a + block], dtype=np.float64) @ xb64.T
+        if metric == "l2":
+            s = 2 * s - sq[None, :]
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        top.sort(axis=1)  # lower id first, so the stable sort below breaks ties by id
+        order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+        out[a:a + block] = np.take_along_axis(top, order, axis=1)
+    return out
 
 
 def load_dataset(name: str, n_base: int, n_query: int = 1_000, gt_k: int = 100,
@@ -141,7 +183,8 @@ def load_dataset(name: str, n_base: int, n_query: int = 1_000, gt_k: int = 100,
     xq = normalize_rows(np.ascontiguousarray(raw[q_ids], dtype=np.float32))
     xb = normalize_rows(np.ascontiguousarray(raw[b_ids], dtype=np.float32))
     digest = hashlib.sha256(xb[:: max(1, n_base // 512)].tobytes() + xq.tobytes()).hexdigest()
-    path = cache_dir() / "ann" / f"{name}-{n_base}-{n_query}-{gt_k}-{seed}-{digest[:12]}.npy"
+    key = f"{name}-{n_base}-{n_query}-{gt_k}-{seed}-{digest[:12]}-f64"
+    path = cache_dir() / "ann" / f"{key}.npy"
     if path.exists():
         gt = np.load(path)
     else:
@@ -171,14 +214,179 @@ def recall_at_k(ids: np.ndarray, gt: np.ndarray, k: int) -> float:
     return float(np.mean(hits) / k)
 
 
+_LIMITER: Any = None
+
+
 def one_thread() -> None:
-    """Pin faiss to one thread (BLAS and numba follow the *_NUM_THREADS variables)."""
+    """Pin every side to one thread: numpy's and faiss's BLAS and OpenMP (threadpoolctl), and
+    faiss's own OpenMP loops. The limit stays until the process ends."""
+    global _LIMITER
+    import threadpoolctl
+
     try:
-        import faiss
+        import faiss  # load faiss's BLAS first, so that threadpoolctl sees it too
 
         faiss.omp_set_num_threads(1)
     except ImportError:  # pragma: no cover - faiss is a dependency
         pass
+    _LIMITER = threadpoolctl.threadpool_limits(limits=1)
+
+
+def blas_info() -> list[dict[str, str]]:
+    """The BLAS libraries loaded in this process: ``{"side", "version", "kernel", "threads"}``.
+
+    ``side`` is ``"numpy"`` or ``"faiss"`` (from the library's path); ``kernel`` is the CPU core
+    type OpenBLAS chose (threadpoolctl's ``architecture``).
+    """
+    import threadpoolctl
+
+    try:
+        import faiss  # noqa: F401  (loads faiss's own OpenBLAS)
+    except ImportError:  # pragma: no cover
+        pass
+    out = []
+    for lib in threadpoolctl.threadpool_info():
+        if lib.get("user_api") != "blas":
+            continue
+        path = str(lib.get("filepath", ""))
+        side = "faiss" if "faiss" in path else "numpy" if "numpy" in path else Path(path).name
+        out.append({"side": side, "version": f"{lib.get('internal_api')} {lib.get('version')}",
+                    "kernel": str(lib.get("architecture")), "threads": str(lib.get("num_threads"))})
+    return sorted(out, key=lambda r: r["side"], reverse=True)
+
+
+def kernels_match(info: list[dict[str, str]] | None = None) -> bool:
+    """Whether every loaded BLAS runs the same kernel (core type)."""
+    info = blas_info() if info is None else info
+    return len({r["kernel"] for r in info}) == 1
+
+
+def blas_setting() -> str:
+    """``"matched"`` when ``OPENBLAS_CORETYPE`` is the matched core and every BLAS runs it, else
+    ``"installed"``."""
+    if os.environ.get("OPENBLAS_CORETYPE") == MATCHED_CORETYPE and kernels_match():
+        info = blas_info()
+        if info and info[0]["kernel"] == MATCHED_CORETYPE:
+            return "matched"
+    return "installed"
+
+
+def require_blas(setting: str) -> list[dict[str, str]]:
+    """Check that this process runs BLAS setting ``setting``; returns ``blas_info()``.
+
+    ``"matched"`` needs ``OPENBLAS_CORETYPE=Haswell`` set before numpy and faiss were imported,
+    and every BLAS on the same kernel; otherwise a ``RuntimeError`` names both kernels and the
+    variable to set. ``"installed"`` accepts any kernels.
+    """
+    if setting not in BLAS_SETTINGS:
+        raise ValueError(f"setting must be one of {BLAS_SETTINGS}, got {setting!r}")
+    info = blas_info()
+    if setting == "matched" and blas_setting() != "matched":
+        kernels = ", ".join(f"{r['side']} ({r['version']}): {r['kernel']}" for r in info)
+        raise RuntimeError(
+            f"BLAS kernels are not matched: {kernels}. Set OPENBLAS_CORETYPE={MATCHED_CORETYPE} "
+            f"in the environment before Python starts (now "
+            f"{os.environ.get('OPENBLAS_CORETYPE', 'unset')!r}), e.g. "
+            f"OPENBLAS_CORETYPE={MATCHED_CORETYPE} python benchmarks/...")
+    return info
+
+
+def blas_env(setting: str) -> dict[str, str]:
+    """The environment for a child process that runs BLAS setting ``setting`` on one thread."""
+    if setting not in BLAS_SETTINGS:
+        raise ValueError(f"setting must be one of {BLAS_SETTINGS}, got {setting!r}")
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "NUMBA_NUM_THREADS"):
+        env[var] = "1"
+    env.pop("OPENBLAS_CORETYPE", None)
+    if setting == "matched":
+        env["OPENBLAS_CORETYPE"] = MATCHED_CORETYPE
+    return env
+
+
+def run_in_settings(script: str, args: Sequence[str], settings: Sequence[str]) -> int:
+    """Run ``python script args --blas S`` once per BLAS setting (each in a fresh process, since
+    the kernel is chosen when the library loads); returns the worst exit status."""
+    rc = 0
+    for setting in settings:
+        print(f"\n######## BLAS setting: {describe_setting(setting)}", flush=True)
+        rc = max(rc, subprocess.call([sys.executable, script, *args, "--blas", setting],
+                                     env=blas_env(setting)))
+    return rc
+
+
+def describe_setting(setting: str) -> str:
+    if setting not in BLAS_SETTINGS:
+        raise ValueError(f"setting must be one of {BLAS_SETTINGS}, got {setting!r}")
+    return ("matched (OPENBLAS_CORETYPE=Haswell: the same AVX2 kernels on both sides)"
+            if setting == "matched" else "as installed (each library's own kernel choice)")
+
+
+def protocol_line(mode: str) -> str:
+    """One line naming the mode, the BLAS setting and both sides' BLAS builds and kernels."""
+    check_mode(mode)
+    info = blas_info()
+    blas = "; ".join(f"{r['side']} {r['version']} {r['kernel']}" for r in info)
+    what = ("single query (nq=1 loop; median and p99 latency)" if mode == "single"
+            else "batch (all queries in one call; throughput)")
+    return (f"mode: {what} | BLAS {blas_setting()}: {blas} | one thread, warm-up {WARMUP} "
+            f"queries, median of interleaved repeats")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return mode
+
+
+def measure(contenders: dict[str, Callable[[np.ndarray], Any]], xq: np.ndarray,
+            mode: str = "batch", repeats: int = 3, warmup: int = WARMUP) -> dict[str, dict]:
+    """Time several search functions ``fn(q)`` on the same queries, by the protocol.
+
+    Each contender is warmed up on ``warmup`` queries; then ``repeats`` rounds run every
+    contender once, in a rotating order, so that a slow spell of the machine hits all of them.
+    Returns per name: ``qps`` (median over rounds), and in single mode ``median_ms`` and
+    ``p99_ms`` (per-query latency, median over rounds of each round's figure).
+    """
+    check_mode(mode)
+    repeats = check_int(repeats, "repeats")
+    if not contenders:
+        raise ValueError("contenders must name at least one search function")
+    xq = np.ascontiguousarray(xq)
+    names = list(contenders)
+    w = xq[:max(1, min(warmup, xq.shape[0]))]
+    for name in names:
+        if mode == "batch":
+            contenders[name](w)
+        else:
+            for i in range(w.shape[0]):
+                contenders[name](w[i:i + 1])
+    raw: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
+    rows = [xq[i:i + 1] for i in range(xq.shape[0])]
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = contenders[name]
+            if mode == "batch":
+                t0 = time.perf_counter()
+                fn(xq)
+                total = time.perf_counter() - t0
+                raw[name].append((xq.shape[0] / total, total / xq.shape[0], total / xq.shape[0]))
+            else:
+                lat = np.empty(len(rows))
+                for i, q in enumerate(rows):
+                    t0 = time.perf_counter()
+                    fn(q)
+                    lat[i] = time.perf_counter() - t0
+                raw[name].append((len(rows) / lat.sum(), float(np.median(lat)),
+                                  float(np.percentile(lat, 99))))
+    out = {}
+    for name, runs in raw.items():
+        qps = [a for a, _, _ in runs]
+        out[name] = {"qps": statistics.median(qps), "qps_spread": (min(qps), max(qps)),
+                     "median_ms": 1e3 * statistics.median(b for _, b, _ in runs),
+                     "p99_ms": 1e3 * statistics.median(c for _, _, c in runs)}
+    return out
 
 
 def index_bytes(index: Any) -> int:
@@ -191,41 +399,151 @@ def index_bytes(index: Any) -> int:
 
 
 def default_search(index: Any, q: np.ndarray, k: int, params: dict[str, Any]):
-    """Search ours with keyword arguments, faiss's by setting attributes (e.g. ``nprobe``)."""
+    """Search ours (and the peer adapters below) with keyword arguments, faiss's by setting
+    attributes (``nprobe``; ``efSearch`` of an HNSW index given as ``ef``)."""
     if type(index).__module__.startswith("embedlab"):
         return index.search(q, k, **params)
     for key, value in params.items():
-        setattr(index, key, value)
+        if key == "ef" and hasattr(index, "hnsw"):
+            index.hnsw.efSearch = value
+        else:
+            setattr(index, key, value)
     return index.search(q, k)
 
 
 def sweep(build: Callable[[], Any], ds: ANNDataset, params: Sequence[dict[str, Any]] = ({},),
-          k: int = 10, library: str = "embedlab", label: str = "", repeats: int = 2,
-          search: Callable[..., Any] = default_search) -> list[dict[str, Any]]:
-    """Build one index, then measure recall@k and QPS for each search setting in ``params``.
+          k: int = 10, library: str = "embedlab", label: str = "", repeats: int = 3,
+          search: Callable[..., Any] = default_search, mode: str = "batch",
+          n_single: int = 200) -> list[dict[str, Any]]:
+    """Build one index, then measure recall@k and speed for each search setting in ``params``.
 
-    ``build()`` returns a trained, filled index; its wall time is the build time. Returns one
-    row per setting: ``library, index, params, build_s, bytes_per_vector, recall, qps``.
+    ``build()`` returns a trained, filled index; its wall time is the build time. Speed follows
+    the protocol (``measure``) in ``mode``: ``"batch"`` times all queries in one call,
+    ``"single"`` a loop over the first ``n_single`` queries one at a time. Returns one row per
+    setting: ``library, index, params, mode, build_s, bytes_per_vector, recall, qps, median_ms,
+    p99_ms``.
     """
     k = check_int(k, "k", high=ds.gt.shape[1])
     repeats = check_int(repeats, "repeats")
+    check_mode(mode)
     t0 = time.perf_counter()
     index = build()
     build_s = time.perf_counter() - t0
     n = ds.xb.shape[0]
+    xq = ds.xq if mode == "batch" else ds.xq[:check_int(n_single, "n_single")]
     rows = []
     for p in params:
-        search(index, ds.xq[:4], k, dict(p))  # warm up (numba compilation, caches)
-        best = np.inf
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            _, ids = search(index, ds.xq, k, dict(p))
-            best = min(best, time.perf_counter() - t0)
+        _, ids = search(index, ds.xq, k, dict(p))
+        t = measure({"x": lambda q, p=p: search(index, q, k, dict(p))}, xq, mode=mode,
+                    repeats=repeats)["x"]
         rows.append({"library": library, "index": label or type(index).__name__,
-                     "params": dict(p), "build_s": build_s,
+                     "params": dict(p), "mode": mode, "build_s": build_s,
                      "bytes_per_vector": index_bytes(index) / n,
-                     "recall": recall_at_k(ids, ds.gt, k), "qps": ds.xq.shape[0] / best})
+                     "recall": recall_at_k(np.asarray(ids), ds.gt, k), "qps": t["qps"],
+                     "median_ms": t["median_ms"], "p99_ms": t["p99_ms"]})
     return rows
+
+
+# --------------------------------------------------------------------------- peers
+class HnswlibIndex:
+    """hnswlib behind the interface of ours: ``search(q, k, ef=...)``, ``nbytes``."""
+
+    def __init__(self, dim: int, metric: str = "ip", M: int = 16, ef_construction: int = 200,
+                 seed: int = 0) -> None:
+        import hnswlib
+
+        space = {"ip": "ip", "cosine": "cosine", "l2": "l2"}.get(metric)
+        if space is None:
+            raise ValueError(f"metric must be 'ip', 'cosine' or 'l2', got {metric!r}")
+        self.dim, self.metric, self.M, self.efc, self.seed = dim, metric, M, ef_construction, seed
+        self._index = hnswlib.Index(space=space, dim=dim)
+        self._ready = False
+
+    def add(self, x: np.ndarray) -> None:
+        if not self._ready:
+            self._index.init_index(max_elements=len(x), ef_construction=self.efc, M=self.M,
+                                   random_seed=self.seed)
+            self._index.set_num_threads(1)
+            self._ready = True
+        else:
+            self._index.resize_index(self._index.get_current_count() + len(x))
+        self._index.add_items(x, num_threads=1)
+
+    def search(self, q: np.ndarray, k: int, ef: int = 64):
+        self._index.set_ef(ef)
+        ids, dist = self._index.knn_query(q, k=k, num_threads=1)
+        scores = dist if self.metric == "l2" else 1.0 - dist
+        return scores.astype(np.float32), ids.astype(np.int64)
+
+    @property
+    def nbytes(self) -> int:
+        """Vectors plus links: hnswlib's layer-0 block (``size_data_per_element``) per point
+        plus the upper layers (about ``n / M`` points with ``M`` links each)."""
+        n = self._index.get_current_count()
+        per0 = self.dim * 4 + 4 + 2 * self.M * 4 + 8
+        return int(n * per0 + n / self.M * (self.M * 4 + 4))
+
+
+class ScannIndex:
+    """Google's ScaNN (``scann`` package) behind the interface of ours.
+
+    ``ScannIndex(dim, dims_per_block=2, threshold=0.2, num_leaves=None, reorder=0)``: asymmetric
+    hashing with 16 centres per block of ``dims_per_block`` coordinates (4 bits), trained with
+    the anisotropic loss at ``threshold`` (the paper's T); with ``num_leaves`` a k-means tree
+    first (searched with ``search(q, k, leaves=...)``); with ``reorder > 0`` the best
+    ``reorder`` candidates are re-scored exactly. Inner-product metric only (unit vectors).
+    """
+
+    def __init__(self, dim: int, dims_per_block: int = 2, threshold: float = 0.2,
+                 num_leaves: int | None = None, reorder: int = 0, seed: int = 0) -> None:
+        if dim % dims_per_block:
+            raise ValueError(f"dims_per_block must divide dim={dim}, got {dims_per_block}")
+        self.dim, self.dims_per_block, self.threshold = dim, dims_per_block, threshold
+        self.num_leaves, self.reorder, self.seed = num_leaves, reorder, seed
+        self._searcher: Any = None
+        self.ntotal = 0
+
+    def add(self, x: np.ndarray) -> None:
+        os.environ.setdefault("GLOG_minloglevel", "2")  # quiet ScaNN's C++ logging
+        import scann
+
+        if self._searcher is not None:
+            raise ValueError("ScannIndex: add(x) once (ScaNN builds from the whole base)")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        b = scann.scann_ops_pybind.builder(x, 10, "dot_product")
+        if self.num_leaves:
+            b = b.tree(num_leaves=self.num_leaves, num_leaves_to_search=1,
+                       training_sample_size=len(x), random_seed=self.seed)  # noqa: E501
+        b = b.score_ah(self.dims_per_block, anisotropic_quantization_threshold=self.threshold)
+        if self.reorder:
+            b = b.reorder(self.reorder)
+        self._searcher = b.build()
+        self.ntotal = len(x)
+
+    @property
+    def code_size(self) -> int:
+        """Bytes of code per vector: 4 bits per block of ``dims_per_block`` coordinates."""
+        return self.dim // self.dims_per_block // 2
+
+    @property
+    def nbytes(self) -> int:
+        """Codes, plus the float32 vectors when it re-orders (the tree's ids not counted)."""
+        return self.ntotal * (self.code_size + (4 * self.dim if self.reorder else 0))
+
+    def search(self, q: np.ndarray, k: int, leaves: int | None = None, pre_reorder: int = 0):
+        if self._searcher is None:
+            raise ValueError("ScannIndex: the index is empty; add(x) before search()")
+        kw: dict[str, Any] = {"final_num_neighbors": k}
+        if leaves is not None:
+            kw["leaves_to_search"] = int(leaves)
+        if self.reorder:
+            kw["pre_reorder_num_neighbors"] = int(pre_reorder or self.reorder)
+        if q.shape[0] == 1:
+            ids, scores = self._searcher.search(q[0], **kw)
+            ids, scores = ids[None], scores[None]
+        else:
+            ids, scores = self._searcher.search_batched(q, **kw)
+        return np.asarray(scores, np.float32), np.asarray(ids, np.int64)
 
 
 def table(rows: Sequence[dict[str, Any]]):
@@ -239,7 +557,8 @@ def table(rows: Sequence[dict[str, Any]]):
 
 
 def plot_recall_qps(rows: Sequence[dict[str, Any]], k: int = 10, ax=None, title: str = ""):
-    """Recall@k against queries per second (log scale), one line per (library, index)."""
+    """Recall@k against queries per second (log scale), one line per (library, index); the
+    axis label names the mode and BLAS setting."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(6.5, 4.2))[1]
@@ -248,12 +567,14 @@ def plot_recall_qps(rows: Sequence[dict[str, Any]], k: int = 10, ax=None, title:
         groups.setdefault((r["library"], r["index"]), []).append(r)
     for (lib, name), rs in groups.items():
         rs = sorted(rs, key=lambda r: r["recall"])
-        style = "-o" if lib == "embedlab" else "--s"
+        style = "-o" if lib == "embedlab" else "--s" if lib == "faiss" else ":^"
         ax.plot([r["recall"] for r in rs], [r["qps"] for r in rs], style, label=f"{name} ({lib})",
                 markersize=4)
     ax.set_yscale("log")
     ax.set_xlabel(f"recall@{k}")
-    ax.set_ylabel("queries per second (log scale, 1 thread)")
+    modes = sorted({r.get("mode", "batch") for r in rows})
+    ax.set_ylabel(f"queries per second ({'/'.join(modes)}, 1 thread, BLAS {blas_setting()}; "
+                  "log)", fontsize=8)
     ax.set_title(title or f"recall@{k} vs speed")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

@@ -79,7 +79,7 @@ def test_flat_sweep_recall_is_one_and_bytes_are_the_vectors():
         idx.add(ds.xb)
         return idx
 
-    (row,) = bench.sweep(build, ds, k=10, repeats=1)
+    (row,) = bench.sweep(build, ds, k=10, repeats=1)  # ground truth: float64 numpy
     assert row["recall"] == 1.0 and row["bytes_per_vector"] == 200
 
 
@@ -90,3 +90,86 @@ def test_bad_input():
         bench.load_dataset("glove", 0)
     with pytest.raises(ValueError, match="n_base \\+ n_query must be <= 400000"):
         bench.load_dataset("glove", 399_990, 100)
+
+
+def test_exact_neighbours_is_independent_float64_and_matches_faiss():
+    rng = np.random.default_rng(3)
+    xb = rng.standard_normal((500, 16)).astype(np.float32)
+    xq = rng.standard_normal((30, 16)).astype(np.float32)
+    for metric, ref in (("ip", faiss.IndexFlatIP(16)), ("l2", faiss.IndexFlatL2(16))):
+        ref.add(xb)
+        got = bench.exact_neighbours(xb, xq, 5, metric=metric)
+        np.testing.assert_array_equal(got, ref.search(xq, 5)[1])
+    # ties: two identical base rows, the lower id comes first
+    xb2 = np.vstack([xb[:3], xb[1:2]])
+    assert list(bench.exact_neighbours(xb2, xb[1:2], 2, metric="ip")[0]) == [1, 3]
+    with pytest.raises(ValueError, match="metric must be"):
+        bench.exact_neighbours(xb, xq, 5, metric="hamming")
+
+
+def test_measure_modes_interleave_and_report_latency():
+    calls = []
+
+    def slow(q):
+        calls.append(("slow", q.shape[0]))
+        sum(range(20_000))
+
+    def fast(q):
+        calls.append(("fast", q.shape[0]))
+
+    xq = np.zeros((40, 4), np.float32)
+    single = bench.measure({"slow": slow, "fast": fast}, xq, mode="single", repeats=3)
+    assert single["slow"]["qps"] < single["fast"]["qps"]
+    assert single["slow"]["median_ms"] <= single["slow"]["p99_ms"]
+    assert all(n == 1 for _, n in calls)  # single mode: one query per call
+    # warm-up 20 queries each, then 3 rounds of 40 with the order rotating
+    timed = [name for name, _ in calls[40:]]
+    firsts = [timed[0], timed[80], timed[160]]
+    assert firsts == ["slow", "fast", "slow"]
+    calls.clear()
+    batch = bench.measure({"slow": slow, "fast": fast}, xq, mode="batch", repeats=3)
+    assert [n for _, n in calls] == [20, 20] + [40] * 6
+    assert set(batch["fast"]) >= {"qps", "median_ms", "p99_ms", "qps_spread"}
+    with pytest.raises(ValueError, match="mode must be one of"):
+        bench.measure({"fast": fast}, xq, mode="stream")
+    with pytest.raises(ValueError, match="contenders"):
+        bench.measure({}, xq)
+
+
+def test_blas_setting_is_checked_not_assumed():
+    import os
+    import subprocess
+    import sys
+
+    info = bench.blas_info()
+    assert {r["side"] for r in info} >= {"numpy", "faiss"}
+    line = bench.protocol_line("batch")
+    assert "mode: batch" in line and all(r["kernel"] in line for r in info)
+    code = ("from embedlab import bench; print(bench.blas_setting()); "
+            "bench.require_blas('matched')")
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and bad.stdout.strip() == "installed"
+    assert "OPENBLAS_CORETYPE=Haswell" in bad.stderr and "numpy" in bad.stderr
+    assert "faiss" in bad.stderr
+    good = subprocess.run([sys.executable, "-c", code], env=bench.blas_env("matched"),
+                          capture_output=True, text=True)
+    assert good.returncode == 0 and good.stdout.strip() == "matched", good.stderr
+    with pytest.raises(ValueError, match="setting must be one of"):
+        bench.require_blas("fast")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        bench.protocol_line("stream")
+
+
+def test_sweep_single_mode_rows_carry_latency():
+    ds = bench.load_dataset("glove", n_base=2000, n_query=50, gt_k=10)
+
+    def build():
+        idx = FlatIndex(ds.dim, metric="ip")
+        idx.add(ds.xb)
+        return idx
+
+    (row,) = bench.sweep(build, ds, k=10, repeats=3, mode="single", n_single=30)
+    assert row["mode"] == "single" and row["recall"] == 1.0
+    assert 0 < row["median_ms"] <= row["p99_ms"]

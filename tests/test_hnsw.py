@@ -280,3 +280,23 @@ def test_bad_input_gets_clear_errors():
         idx.search(x[:2], 1, nprobe=3)
     with pytest.raises(TypeError, match="real numbers"):
         idx.search(np.array([["a"] * 8]), 1)
+
+
+def test_visited_marks_are_reused_across_searches():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((600, 8)).astype(np.float32)
+    idx = HNSWIndex(8, metric="l2", M=8, ef_construction=40, seed=0)
+    idx.add(x)
+    first = idx.search(x[:20], 5, ef=32)
+    pool = idx._visited
+    tag = idx._tag
+    for i in range(20):  # one query at a time: same answers, same array, fresh tags
+        D, ids = idx.search(x[i:i + 1], 5, ef=32)
+        np.testing.assert_array_equal(ids[0], first[1][i])
+    assert idx._visited is pool and idx._tag == tag + 20
+    # a search touches only what it visits: far fewer marks than points carry the last tag
+    marked = int((pool == idx._tag).sum())
+    assert 0 < marked <= int(idx.last_search_stats["ndis"][0]) and marked < 600
+    idx.add(x[:10])
+    idx.search(x[:1], 5, ef=32)
+    assert idx._visited is not pool and idx._visited.shape == (610,)

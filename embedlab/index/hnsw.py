@@ -430,7 +430,19 @@ class HNSWIndex(Index):
         _insert_range(self._x, n0, n, self._levels, self._graph, self._state_arr, self.M,
                       self.ef_construction, self.heuristic, self._l2, visited, 0, stats)
 
+    def _visited_pool(self) -> np.ndarray:
+        """The visited marks, reused across searches (hnswlib's ``VisitedListPool``): a point
+        counts as visited when its mark equals the current query's tag, and each query takes a
+        fresh tag, so a search costs O(points visited), not an O(n) clearing. The array is
+        allocated again only when the index has grown."""
+        if getattr(self, "_visited", None) is None or self._visited.shape[0] != self.ntotal:
+            self._visited = np.zeros(self.ntotal, dtype=np.int64)
+            self._tag = 0
+        return self._visited
+
     def _reset(self) -> None:
+        self._visited: np.ndarray | None = None
+        self._tag = 0
         self._x = np.zeros((0, self.dim), dtype=np.float32)
         self._levels = np.zeros(0, dtype=np.int32)
         self._links0 = np.zeros((0, 2 * self.M), dtype=np.int32)
@@ -454,9 +466,9 @@ class HNSWIndex(Index):
         ids = np.full((nq, k), -1, dtype=np.int64)
         hops = np.zeros(nq, dtype=np.int64)
         ndis = np.zeros(nq, dtype=np.int64)
-        visited = np.zeros(self.ntotal, dtype=np.int64)
-        _search_batch(self._x, q, k, ef, self._graph, self._state_arr, self._l2, visited, 0,
-                      dist, ids, hops, ndis)
+        visited = self._visited_pool()
+        self._tag = int(_search_batch(self._x, q, k, ef, self._graph, self._state_arr, self._l2,
+                                      visited, self._tag, dist, ids, hops, ndis))
         self.last_search_stats = {"hops": hops, "ndis": ndis}
         if self._l2:
             return dist, ids
