@@ -513,7 +513,7 @@ class ScannIndex:
         b = scann.scann_ops_pybind.builder(x, 10, "dot_product")
         if self.num_leaves:
             b = b.tree(num_leaves=self.num_leaves, num_leaves_to_search=1,
-                       training_sample_size=len(x), random_seed=self.seed)  # noqa: E501
+                       training_sample_size=len(x))
         b = b.score_ah(self.dims_per_block, anisotropic_quantization_threshold=self.threshold)
         if self.reorder:
             b = b.reorder(self.reorder)
@@ -523,7 +523,7 @@ class ScannIndex:
     @property
     def code_size(self) -> int:
         """Bytes of code per vector: 4 bits per block of ``dims_per_block`` coordinates."""
-        return self.dim // self.dims_per_block // 2
+        return -(-(self.dim // self.dims_per_block) // 2)
 
     @property
     def nbytes(self) -> int:
