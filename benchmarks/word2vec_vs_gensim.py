@@ -11,6 +11,7 @@ frequent words as gensim does), and for each of our word2vec models the three ba
 * analogy accuracy delta ours - gensim      >= -3 points
 * wall-time ratio ours / gensim             <= 3
 
+Training times are the median (and min-max) of ``--runs`` (3) interleaved runs of each side.
 Our GloVe and the pretrained GloVe 6B 50d (about 3,000x more text) are reported next to them.
 """
 
@@ -56,7 +57,10 @@ def main() -> None:
                     help="GloVe's x_max: 100 in the paper (billions of tokens), 10 in glove.c's "
                          "small-corpus demo; 10 suits 2M tokens")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--runs", type=int, default=3, help="interleaved timing runs (median)")
     args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
 
     from gensim.models import Word2Vec as GensimW2V
 
@@ -77,20 +81,27 @@ def main() -> None:
     GloVe(vector_size=8, min_count=1, epochs=1).fit(sentences[:20])
 
     rows: dict[str, dict[str, float]] = {}
+    spread: dict[str, tuple[float, float]] = {}
     for sg in (1, 0):
         name = "skip-gram" if sg else "CBOW"
-        t = time.perf_counter()
-        ours = Word2Vec(sg=bool(sg), **hp).fit(sentences)
-        t_ours = time.perf_counter() - t
-        t = time.perf_counter()
-        theirs = GensimW2V(sentences, sg=sg, hs=0, workers=1, cbow_mean=1, **hp)
-        t_theirs = time.perf_counter() - t
-        rows[f"ours {name}"] = {"time": t_ours, **evaluate(ours.vectors, ours.index_to_key,
-                                                            ws, sl, questions)}
-        rows[f"gensim {name}"] = {"time": t_theirs, **evaluate(theirs.wv.vectors,
-                                                               theirs.wv.index_to_key, ws, sl,
-                                                               questions)}
-        print(f"  trained {name}: ours {t_ours:.1f} s, gensim {t_theirs:.1f} s", flush=True)
+        times: dict[str, list[float]] = {"ours": [], "gensim": []}
+        for run in range(args.runs):  # interleaved: ours, gensim, ours, gensim, ...
+            t = time.perf_counter()
+            ours = Word2Vec(sg=bool(sg), **hp).fit(sentences)
+            times["ours"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            theirs = GensimW2V(sentences, sg=sg, hs=0, workers=1, cbow_mean=1, **hp)
+            times["gensim"].append(time.perf_counter() - t)
+            if run == 0:  # quality from the first run (seeded, so every run is the same model)
+                q_ours = evaluate(ours.vectors, ours.index_to_key, ws, sl, questions)
+                q_theirs = evaluate(theirs.wv.vectors, theirs.wv.index_to_key, ws, sl,
+                                    questions)
+        for lib, q in (("ours", q_ours), ("gensim", q_theirs)):
+            rows[f"{lib} {name}"] = {"time": float(np.median(times[lib])), **q}
+            spread[f"{lib} {name}"] = (min(times[lib]), max(times[lib]))
+        print(f"  trained {name} {args.runs}x each, interleaved: ours "
+              + "/".join(f"{t:.1f}" for t in times["ours"]) + " s, gensim "
+              + "/".join(f"{t:.1f}" for t in times["gensim"]) + " s", flush=True)
     t = time.perf_counter()
     glove = GloVe(vector_size=args.vector_size, window=args.glove_window,
                   epochs=args.glove_epochs, x_max=args.glove_x_max, min_count=args.min_count,
@@ -103,11 +114,15 @@ def main() -> None:
                                                                            questions)}
 
     print()
-    print(f"{'model':<28}{'train s':>9}{'WS353 rho':>11}{'SimLex rho':>12}{'analogy %':>11}")
-    print("-" * 71)
+    print(f"training time: median of {args.runs} interleaved runs (min-max), one thread each")
+    print(f"{'model':<28}{'train s':>9}{'min-max':>13}{'WS353 rho':>11}{'SimLex rho':>12}"
+          f"{'analogy %':>11}")
+    print("-" * 84)
     for name, r in rows.items():
         tt = "-" if np.isnan(r["time"]) else f"{r['time']:.1f}"
-        print(f"{name:<28}{tt:>9}{r['ws353']:>11.3f}{r['simlex']:>12.3f}"
+        lo, hi = spread.get(name, (float("nan"), float("nan")))
+        mm = "-" if np.isnan(lo) else f"{lo:.1f}-{hi:.1f}"
+        print(f"{name:<28}{tt:>9}{mm:>13}{r['ws353']:>11.3f}{r['simlex']:>12.3f}"
               f"{100 * r['analogy']:>11.1f}")
     print()
     print(f"{'ours vs gensim':<16}{'WS353 ratio':>13}{'(>=0.9)':>9}{'analogy d pts':>15}"

@@ -118,6 +118,15 @@ class IVFIndex(Index):
         nprobe = self._nprobe(nprobe)
         probes = top_lists(q, self.centroids, nprobe, self.metric)
         hd, hi = new_heaps(q.shape[0], k)
+        if q.shape[0] == 1:  # one query: gather its lists' rows, one product, one heap pass
+            starts, ends = self.offsets[probes[0]], self.offsets[probes[0] + 1]
+            lens = ends - starts
+            rows = np.arange(int(lens.sum())) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+            ip = (self.codes[rows] @ q[0])[None, :]
+            heap_push_block(hd, hi, np.ascontiguousarray(ip), np.zeros(1, np.int64),
+                            self.ids[rows], self._norms[rows], self._l2)
+            qnorm = np.einsum("ij,ij->i", q, q) if self._l2 else None
+            return finish_heaps(hd, hi, self.metric, qnorm)
         # group the (query, list) pairs by list: one sgemm per list for all its queries
         flat = probes.ravel()
         order = np.argsort(flat, kind="stable")
