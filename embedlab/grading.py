@@ -179,6 +179,20 @@ def _grade_one(ex_id: str, source: str, setup: list[str], timeout: float) -> dic
         return json.loads(out.read_text(encoding="utf-8"))
 
 
+def stale_file_warning(path: str | Path) -> str | None:
+    """A warning when JupyterLab's checkpoint of ``path`` is newer than the file itself.
+
+    The grader reads the file on disk. JupyterLab keeps ``.ipynb_checkpoints/NAME-checkpoint.ipynb``
+    beside it; a checkpoint newer than the file means the file on disk is not the latest version.
+    """
+    path = Path(path)
+    ckpt = path.parent / ".ipynb_checkpoints" / f"{path.stem}-checkpoint{path.suffix}"
+    if path.exists() and ckpt.exists() and ckpt.stat().st_mtime > path.stat().st_mtime + 1:
+        return (f"warning: {path} is older than its JupyterLab checkpoint {ckpt}; the grader reads "
+                "the file on disk, so save the notebook (Ctrl+S) and grade again")
+    return None
+
+
 def grade_notebook(path: str | Path, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     """Grade one exercise notebook; returns ``{"total", "max", "exercises": [...]}``."""
     import nbformat  # imported here: the grading child process does not need it
@@ -186,6 +200,9 @@ def grade_notebook(path: str | Path, timeout: float = DEFAULT_TIMEOUT) -> dict[s
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no notebook at {path}")
+    stale = stale_file_warning(path)
+    if stale:
+        print(stale, file=sys.stderr)
     nb = nbformat.read(path, as_version=4)
     expected = _checks.for_chapter(chapter_of(path))
     if not expected:
