@@ -134,3 +134,27 @@ def test_sharded_bad_input():
     s.add(np.eye(4, dtype=np.float32))
     with pytest.raises(ValueError, match="once"):
         s.add(np.eye(4, dtype=np.float32))
+
+
+def test_recall_comes_from_measured_curves():
+    from embedlab.index.recommend import Throughput, max_recall, recalls_from_curves
+
+    rows = [{"library": "embedlab", "index": "IVFPQ", "recall": 0.41},
+            {"library": "embedlab", "index": "IVF-PQ", "recall": 0.62},
+            {"library": "embedlab", "index": "HNSW", "recall": 0.97},
+            {"library": "faiss", "index": "HNSW", "recall": 0.999},   # a peer's: ignored
+            {"library": "embedlab", "index": "AnisotropicPQ", "recall": 0.7}]  # no kind: skipped
+    rec = recalls_from_curves(rows)
+    assert rec == {"ivfpq": 0.62, "hnsw": 0.97}
+    tp = Throughput(recalls=rec)
+    assert max_recall("ivfpq", tp) == 0.62 and max_recall("hnsw", tp) == 0.97
+    assert max_recall("flat", tp) == 1.0  # not measured: the exact index's recall
+    # IVF-PQ capped at 0.62 cannot meet 0.9: a billion vectors go to sharded HNSW instead
+    from embedlab.index import recommend
+
+    assert recommend(10**9, 768, target_recall=0.9, throughput=tp).index == "hnsw"
+    assert recommend(10**9, 768, target_recall=0.6, throughput=tp).index == "ivfpq"
+    with pytest.raises(ValueError, match="no embedlab row"):
+        recalls_from_curves([{"library": "faiss", "index": "HNSW", "recall": 0.9}])
+    with pytest.raises(ValueError, match="recall must be in"):
+        recalls_from_curves([{"index": "HNSW", "recall": 1.5}])

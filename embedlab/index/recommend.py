@@ -83,7 +83,9 @@ class Throughput:
     ``hnsw_per_decade`` per tenfold ``n`` (chapter 10 measured both); ``nprobe``: lists an IVF query
     scans at recall 0.9; ``pq_recall``: the recall@10 IVF-PQ reaches when a
     short list of candidates is re-ranked with full vectors kept on SSD (codes alone cap it
-    lower, chapter 09); ``extra``: room for your own measurements.
+    lower, chapter 09); ``recalls``: the best recall@10 each kind reached on the course's own
+    recall curves (``recalls_from_curves``), which replaces the built-in caps; ``extra``: room
+    for your own measurements.
     """
 
     flat: float = 2.0e9
@@ -93,7 +95,36 @@ class Throughput:
     hnsw_per_decade: float = 300.0
     nprobe: float = 32.0
     pq_recall: float = 0.9
+    recalls: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+_LABELS = {"flat": "flat", "ivf": "ivf", "pq": "pq", "ivfpq": "ivfpq", "ivf-pq": "ivfpq",
+           "hnsw": "hnsw"}
+
+
+def recalls_from_curves(rows: Any) -> dict[str, float]:
+    """The best recall each index kind reaches on measured recall curves.
+
+    ``rows``: the rows of ``embedlab.bench.sweep`` (dicts with ``index`` and ``recall``; rows of
+    another ``library`` than ``"embedlab"`` are ignored). Index labels such as ``"IVFPQ"`` or
+    ``"IVF-PQ"`` map to the kinds of ``KINDS``; other labels are skipped.
+    """
+    out: dict[str, float] = {}
+    for r in rows:
+        if r.get("library", "embedlab") != "embedlab":
+            continue
+        kind = _LABELS.get(str(r["index"]).lower())
+        if kind is None:
+            continue
+        rec = float(r["recall"])
+        if not 0 <= rec <= 1:
+            raise ValueError(f"rows: recall must be in [0, 1], got {rec!r}")
+        out[kind] = max(out.get(kind, 0.0), rec)
+    if not out:
+        raise ValueError("rows: no embedlab row of a known index kind "
+                         f"({', '.join(sorted(set(_LABELS)))})")
+    return out
 
 
 def _check_recall(target: float) -> float:
@@ -133,6 +164,8 @@ def estimate_latency_ms(kind: str, n: int, dim: int, target_recall: float = 0.9,
 def max_recall(kind: str, tp: Throughput | None = None) -> float:
     """The recall@10 an index of this kind can reach (PQ codes alone cap it)."""
     tp = tp or Throughput()
+    if kind in tp.recalls:  # measured on the course's recall curves
+        return float(tp.recalls[kind])
     return {"flat": 1.0, "hnsw": 0.995, "ivf": 0.995, "ivfpq": tp.pq_recall,
             "pq": tp.pq_recall}[kind]
 
