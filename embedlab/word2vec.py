@@ -25,8 +25,9 @@ program (word2vec.c) and gensim, so the two can be compared on equal terms:
 
 The inner loops are numba functions that do exactly one SGD step per (input, target) pair, the
 way word2vec.c does; a single linear-congruential random stream (word2vec.c's
-``next_random = next_random * 25214903917 + 11``) drives subsampling, window sizes and negative
-draws, so one thread is deterministic for a given ``seed``.
+``next_random = next_random * 25214903917 + 11``, kept to 48 bits as gensim does) drives
+subsampling, window sizes and negative draws, always through its high 32 bits (``next >> 16``),
+so one thread is deterministic for a given ``seed`` and the window sizes are uniform.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = ["Word2Vec", "UnknownWordError", "keep_probability", "noise_distributi
 
 _LCG_MUL = np.uint64(25214903917)
 _LCG_ADD = np.uint64(11)
+_LCG_MASK = np.uint64((1 << 48) - 1)      # gensim keeps the stream to 48 bits
 
 
 class UnknownWordError(ValueError, KeyError):
@@ -134,13 +136,18 @@ def sgns_loss(v, u_pos, u_neg):
 # --------------------------------------------------------------------------- numba kernels
 @njit(cache=True, fastmath=True, inline="always")
 def _next(state):
-    state[0] = state[0] * _LCG_MUL + _LCG_ADD
-    return state[0]
+    """Advance the 48-bit stream and return its high 32 bits (gensim's ``random_int32``).
+
+    The low bits of a power-of-two linear-congruential stream repeat with short periods (the
+    lowest bit alternates), so every draw uses the high bits, never ``next % n`` directly.
+    """
+    state[0] = (state[0] * _LCG_MUL + _LCG_ADD) & _LCG_MASK
+    return state[0] >> np.uint64(16)
 
 
 @njit(cache=True, fastmath=True, inline="always")
 def _draw_noise(cum_table, state):
-    r = np.int64((_next(state) >> np.uint64(16)) % np.uint64(cum_table[-1]))
+    r = np.int64(_next(state) % np.uint64(cum_table[-1]))
     return np.searchsorted(cum_table, r, side="right")
 
 
@@ -183,9 +190,11 @@ def _sgd_pair(syn0, syn1neg, l1, neu1e, target, negative, cum_table, state, alph
 
 @njit(cache=True, fastmath=True)
 def _train_chunk(corpus, starts, s_begin, s_end, syn0, syn1neg, keep_int, cum_table, window,
-                 negative, sg, alpha0, min_alpha, words_done, total_words, state, out):
+                 negative, sg, alpha0, min_alpha, words_done, total_words, state, out,
+                 window_counts):
     """Train on sentences ``s_begin..s_end`` of the flat ``corpus`` (word ids, sentences at
-    ``starts``). Returns the number of corpus words visited; ``out`` gets (loss sum, pairs)."""
+    ``starts``). Returns the number of corpus words visited; ``out`` gets (loss sum, pairs) and
+    ``window_counts[b]`` counts the centre words that drew the effective window ``b``."""
     dim = syn0.shape[1]
     neu1e = np.zeros(dim, dtype=np.float32)
     neu1 = np.zeros(dim, dtype=np.float32)
@@ -207,13 +216,14 @@ def _train_chunk(corpus, starts, s_begin, s_end, syn0, syn1neg, keep_int, cum_ta
         n = 0
         for t in range(a, b):
             w = corpus[t]
-            if keep_int[w] < np.int64(_next(state) & np.uint64(0xFFFFFFFF)):
+            if keep_int[w] < np.int64(_next(state)):
                 continue
             buf[n] = w
             n += 1
         for i in range(n):
             reduced = np.int64(_next(state) % np.uint64(window))
             eff = window - reduced                       # effective window in 1..window
+            window_counts[eff] += 1
             lo = max(0, i - eff)
             hi = min(n, i + eff + 1)
             centre = buf[i]
@@ -377,7 +387,8 @@ class Word2Vec(KeyedVectorsMixin):
 
     After ``fit(sentences)``: ``vectors`` (V, d) float32 input vectors (``syn0``), ``syn1neg``
     the output vectors, ``index_to_key`` (most frequent first), ``key_to_index``, ``counts``,
-    ``loss_history`` (mean loss per pair for each chunk of training) and ``words_seen``.
+    ``loss_history`` (mean loss per pair for each chunk of training), ``words_seen`` and
+    ``window_counts`` (how many centre words drew each effective window ``1..window``).
     """
 
     def __init__(self, vector_size: int = 100, window: int = 5, negative: int = 5,
@@ -440,6 +451,7 @@ class Word2Vec(KeyedVectorsMixin):
         out = np.zeros(2, dtype=np.float64)
         bounds = np.linspace(0, n_sent, min(self.chunks_per_epoch, n_sent) + 1).astype(np.int64)
         self.loss_history = []
+        self.window_counts = np.zeros(self.window + 1, dtype=np.int64)
         done = 0
         steps = [(e, int(bounds[c]), int(bounds[c + 1])) for e in range(self.epochs)
                  for c in range(len(bounds) - 1)]
@@ -450,7 +462,8 @@ class Word2Vec(KeyedVectorsMixin):
         for _, s0, s1 in steps:
             done += _train_chunk(ids, starts, s0, s1, self.vectors, self.syn1neg, keep_int,
                                  cum_table, self.window, self.negative, self.sg, self.alpha,
-                                 self.min_alpha, done, total, state, out)
+                                 self.min_alpha, done, total, state, out,
+                                 self.window_counts)
             if out[1] > 0:
                 self.loss_history.append(float(out[0] / out[1]))
         self.words_seen = done

@@ -81,25 +81,40 @@ def _copy_entry(monkeypatch, tmp_path, name: str):
     (source,) = entry.sources
     copy = tmp_path / source.path.name
     shutil.copy(source.path, copy)
-    fake = data.Source(lambda: copy, source.sha256, source.how)
+    fake = data.Source(lambda: copy, source.sha256, source.how, package=source.package)
     monkeypatch.setitem(data.REGISTRY, name, data.Entry(
         entry.name, entry.description, entry.licence, (fake,), entry.loader))
     return copy
 
 
-def test_corrupt_file_names_dataset_and_fix(monkeypatch, tmp_path) -> None:
+def _locked(package: str) -> str:
+    """The pinned version, read from requirements.lock independently of embedlab.data."""
+    lock = (data.LOCK_FILE).read_text(encoding="utf-8").splitlines()
+    (line,) = [ln for ln in lock if ln.lower().startswith(package + "==")]
+    return line.split("==")[1].strip()
+
+
+def test_corrupt_file_names_dataset_and_a_working_fix(monkeypatch, tmp_path) -> None:
+    from importlib import metadata
+
     copy = _copy_entry(monkeypatch, tmp_path, "wordsim353")
     assert len(data.load("wordsim353")) == 353  # the intact copy loads
     with open(copy, "a", encoding="utf-8") as fh:
         fh.write("tiger\tcat\t7.35\n")
-    with pytest.raises(data.DataError, match=r"'wordsim353'.*corrupt.*embedlab data fetch"):
+    with pytest.raises(data.DataError, match=r"'wordsim353'.*corrupt") as err:
         data.load("wordsim353")
+    # the remedy is a forced reinstall of exactly the locked gensim, which is what is installed
+    version = _locked("gensim")
+    assert version == metadata.version("gensim")
+    assert f"-m pip install --force-reinstall --no-deps gensim=={version}`" in str(err.value)
+    assert "make setup" not in str(err.value)
 
 
 def test_missing_file_names_dataset_and_fix(monkeypatch, tmp_path) -> None:
     copy = _copy_entry(monkeypatch, tmp_path, "simlex999")
     copy.unlink()
-    with pytest.raises(data.DataError, match=r"'simlex999'.*missing.*make setup"):
+    with pytest.raises(data.DataError, match=r"'simlex999'.*missing.*--force-reinstall "
+                                             r"--no-deps gensim=="):
         data.load("simlex999")
     status = data.fetch(["simlex999"], verbose=False)
     assert "missing" in status["simlex999"]
@@ -108,3 +123,45 @@ def test_missing_file_names_dataset_and_fix(monkeypatch, tmp_path) -> None:
 def test_cache_dir_follows_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("EMBEDLAB_DATA", str(tmp_path / "here"))
     assert data.cache_dir() == tmp_path / "here" and (tmp_path / "here").is_dir()
+
+
+def test_downloaded_file_remedy_is_fetch() -> None:
+    (source,) = data.REGISTRY["news"].sources
+    msg = data._remedy(data.REGISTRY["news"], source)
+    assert "embedlab data fetch news" in msg and "pip install" not in msg
+
+
+def test_rehash_skipped_only_when_size_mtime_and_inode_match(monkeypatch, tmp_path) -> None:
+    import os
+
+    copy = _copy_entry(monkeypatch, tmp_path, "wordsim353")
+    calls = []
+    real = data.sha256_of
+    monkeypatch.setattr(data, "sha256_of", lambda p: calls.append(p) or real(p))
+    data.paths("wordsim353")
+    data.paths("wordsim353")
+    assert len(calls) == 1                         # the stamp matched: no second hash
+    # same size and same mtime but another inode (a file replaced in place): hashed again
+    text = copy.read_bytes()
+    st = copy.stat()
+    bad = tmp_path / "bad"
+    bad.write_bytes(text[:-2] + b"9\n" if text[-2:-1] != b"9" else text[:-2] + b"8\n")
+    os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(bad, copy)
+    assert copy.stat().st_size == st.st_size and copy.stat().st_mtime_ns == st.st_mtime_ns
+    assert copy.stat().st_ino != st.st_ino
+    with pytest.raises(data.DataError, match="corrupt"):
+        data.paths("wordsim353")
+    assert len(calls) == 2
+
+
+def test_minilm_tokenizer_and_configs_are_checksummed() -> None:
+    sources = data.REGISTRY["all-minilm-l6-v2"].sources
+    files = {rel for s in sources for rel in data.MINILM_SHA256
+             if s.path.as_posix().endswith("/" + rel)}
+    for needed in ("model/model.safetensors", "model/tokenizer.json", "model/vocab.txt",
+                   "model/tokenizer_config.json", "model/config.json",
+                   "model/1_Pooling/config.json", "model/modules.json"):
+        assert needed in files
+    got = data.paths("all-minilm-l6-v2")
+    assert len(got) == len(data.MINILM_SHA256) and all(p.is_file() for p in got)

@@ -88,9 +88,66 @@ def test_adagrad_step_uses_half_the_autograd_gradient():
                          np.log(x).astype(np.float32), glove_weight(x).astype(np.float32),
                          *state, *ones, eta)
     assert got == pytest.approx(loss.item(), rel=1e-4)
+    # glove.c divides by the accumulator before adding this step's square: with sums at 1 the
+    # first step is the plain eta * g, and the sums then hold 1 + (eta * g)^2
     for before, after, g in zip((W, Wt, b, bt), state, grads, strict=True):
-        expected = before - eta * g / np.sqrt(1.0 + g**2)
-        np.testing.assert_allclose(after, expected, atol=1e-6)
+        np.testing.assert_allclose(after, before - eta * g, atol=1e-6)
+    for acc, g in zip(ones, grads, strict=True):
+        np.testing.assert_allclose(acc, 1.0 + (eta * g) ** 2, rtol=1e-5)
+
+
+def _reference_adagrad(W, Wt, b, bt, rows, cols, x, eta, epochs):
+    """glove.c's update rule written out with float64 numpy, one entry at a time."""
+    W, Wt, b, bt = (a.astype(np.float64) for a in (W, Wt, b, bt))
+    G = [np.ones_like(a) for a in (W, Wt, b, bt)]
+    f = glove_weight(x)
+    for _ in range(epochs):
+        for i, j, xv, fv in zip(rows, cols, x, f, strict=True):
+            fdiff = fv * (W[i] @ Wt[j] + b[i] + bt[j] - np.log(xv))
+            gi = np.clip(fdiff * Wt[j], -100, 100) * eta
+            gj = np.clip(fdiff * W[i], -100, 100) * eta
+            W[i] -= gi / np.sqrt(G[0][i])
+            Wt[j] -= gj / np.sqrt(G[1][j])
+            G[0][i] += gi**2
+            G[1][j] += gj**2
+            gb = eta * fdiff
+            b[i] -= gb / np.sqrt(G[2][i])
+            bt[j] -= gb / np.sqrt(G[3][j])
+            G[2][i] += gb**2
+            G[3][j] += gb**2
+    return W, Wt, b, bt
+
+
+def test_adagrad_epochs_follow_glove_c_update_order():
+    """Several passes with repeated words: the step uses the sum before its own square."""
+    rng = np.random.default_rng(2)
+    V, d, n, eta = 5, 4, 12, np.float32(0.05)
+    init = [rng.normal(0, 0.5, s).astype(np.float32) for s in ((V, d), (V, d), V, V)]
+    rows = rng.integers(0, V, n).astype(np.int32)
+    cols = rng.integers(0, V, n).astype(np.int32)
+    x = rng.uniform(0.5, 200, n)
+    expected = _reference_adagrad(*init, rows, cols, x, float(eta), epochs=3)
+    state = [a.copy() for a in init]
+    acc = [np.ones_like(a) for a in state]
+    for _ in range(3):
+        _adagrad_epoch(rows, cols, np.log(x).astype(np.float32),
+                       glove_weight(x).astype(np.float32), *state, *acc, eta)
+    for got, want in zip(state, expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_word_vector_gradients_are_clipped_as_glove_c_does():
+    W = np.full((2, 3), 20.0, np.float32)
+    Wt = np.full((2, 3), 20.0, np.float32)
+    b, bt = np.zeros(2, np.float32), np.zeros(2, np.float32)
+    x = np.array([150.0])                           # f(x) = 1, diff = 1200 - log 150
+    acc = [np.ones_like(a) for a in (W, Wt, b, bt)]
+    _adagrad_epoch(np.array([0], np.int32), np.array([1], np.int32),
+                   np.log(x).astype(np.float32), np.ones(1, np.float32), W, Wt, b, bt, *acc,
+                   np.float32(0.05))
+    np.testing.assert_allclose(W[0], 20.0 - 0.05 * 100.0, rtol=1e-6)   # clipped at 100
+    diff = 1200.0 - np.log(150.0)
+    np.testing.assert_allclose(b[0], -0.05 * diff, rtol=1e-5)          # biases are not
 
 
 def two_topics(n: int = 800, seed: int = 0) -> list[list[str]]:

@@ -205,3 +205,26 @@ def test_news_sentences_slice_and_errors():
     assert len(news_sentences(3, titles=False)) == len(sents) - 3
     with pytest.raises(ValueError, match="max_articles"):
         news_sentences(0)
+
+
+# --------------------------------------------------------------------------- random draws
+@pytest.mark.parametrize(("window", "sg"), [(4, True), (5, True), (4, False), (8, False)])
+def test_effective_windows_are_uniform_in_training(window, sg):
+    """The windows the training loop draws are uniform on 1..window (chi-square test).
+
+    Low bits of the linear-congruential stream (``next % window``) have short periods, and the
+    draws for subsampling and noise words sit between two window draws, so low bits give a
+    lopsided distribution; the high bits (``next >> 16``, as gensim) do not.
+    """
+    from scipy.stats import chisquare
+
+    m = Word2Vec(vector_size=8, window=window, negative=3, sample=1e-2, min_count=1, sg=sg,
+                 epochs=2, seed=0).fit(topic_corpus(600))
+    counts = m.window_counts[1:]
+    assert m.window_counts[0] == 0 and counts.sum() > 5000
+    p = chisquare(counts).pvalue
+    assert p > 1e-3, (counts / counts.sum()).round(3).tolist()
+    # and the statistic really can see a skew of that size: a 30% excess in one bin is rejected
+    tilted = counts.astype(float).copy()
+    tilted[0] *= 1.3
+    assert chisquare(tilted, tilted.sum() / len(tilted) * np.ones(len(tilted))).pvalue < 1e-3
