@@ -79,3 +79,81 @@ def test_readme_lists_every_chapter_and_its_state() -> None:
             assert "coming" not in row, f"chapter {number} is built but README says coming"
         else:
             assert "coming" in row, f"chapter {number} is not built; README must say coming"
+
+
+# --------------------------------------------------------------------------- typed numbers
+# A measured result in prose comes from the run (an f-string, a generated Markdown cell or a
+# claim()); a decimal or a percentage typed into a Markdown cell is allowed only when it is an
+# external fact listed, with its source, in tests/typed_numbers_allow.txt.
+ALLOW_FILE = ROOT / "tests" / "typed_numbers_allow.txt"
+NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s?%)?")
+TYPED_DIRS = ("notebooks", "solutions")
+
+
+def typed_numbers(text: str) -> list[str]:
+    """The decimals (``0.78``, ``4.2``) and percentages (``75%``, ``5 %``) written in ``text``."""
+    out = []
+    for m in NUMBER.finditer(text):
+        number, percent = m.group(1), m.group(2)
+        if percent:
+            out.append(number + "%")
+        elif "." in number:
+            out.append(number)
+    return out
+
+
+def read_allow_list(path: Path = ALLOW_FILE) -> dict[str, dict[str, str]]:
+    """``{notebook file name or "*": {literal: source}}`` from the allow-list.
+
+    One entry a line, three tab-separated fields: the notebook's file name (it covers the same
+    name in notebooks/ and solutions/; ``*`` for every notebook), the literal exactly as written,
+    and where the figure comes from. Blank lines and lines starting with ``#`` are comments.
+    """
+    allow: dict[str, dict[str, str]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        assert len(fields) == 3 and all(f.strip() for f in fields), (
+            f"{path.name}:{n}: expected 'notebook<TAB>literal<TAB>source', got {line!r}")
+        notebook, literal, source = (f.strip() for f in fields)
+        assert notebook == "*" or re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", notebook), (
+            f"{path.name}:{n}: {notebook!r} is not a notebook file name")
+        allow.setdefault(notebook, {})[literal] = source
+    return allow
+
+
+def _markdown_numbers(path: Path) -> list[tuple[int, str]]:
+    nb = nbformat.read(path, as_version=4)
+    return [(i, lit) for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
+            for lit in typed_numbers(c.source)]
+
+
+TYPED = sorted(p for d in TYPED_DIRS for p in (ROOT / d).glob("*.ipynb"))
+
+
+def test_typed_numbers_finds_decimals_and_percentages() -> None:
+    text = "cos is 0.78 (see 4.2), about 75% or 5 %; 1,797 digits, 2024, v1 and arXiv 1603.09320."
+    assert typed_numbers(text) == ["0.78", "4.2", "75%", "5%", "1603.09320"]
+    assert typed_numbers("a sentence. 3 words, 12 vectors") == []
+
+
+@pytest.mark.parametrize("path", TYPED, ids=_rel)
+def test_no_typed_numbers_in_markdown(path: Path) -> None:
+    allow = read_allow_list()
+    allowed = {**allow.get("*", {}), **allow.get(path.name, {})}
+    bad = [(i, lit) for i, lit in _markdown_numbers(path) if lit not in allowed]
+    assert not bad, (
+        f"{_rel(path)}: typed numbers in Markdown cells {bad}. Compute them (f-string, generated "
+        "Markdown, claim()) or, for an external fact, add it with its source to "
+        f"{ALLOW_FILE.relative_to(ROOT)}")
+
+
+def test_allow_list_is_short_and_every_entry_is_used() -> None:
+    allow = read_allow_list()
+    entries = [(nb, lit) for nb, lits in allow.items() for lit in lits]
+    assert len(entries) <= 80, "the allow-list is for a few external facts, not measurements"
+    used = {nb: {lit for p in TYPED if nb in ("*", p.name) for _, lit in _markdown_numbers(p)}
+            for nb in allow}
+    stale = [(nb, lit) for nb, lit in entries if lit not in used[nb]]
+    assert not stale, f"allow-list entries no notebook writes any more: {stale}"
