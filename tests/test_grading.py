@@ -166,3 +166,116 @@ def test_exercise_ids_are_validated() -> None:
         checks.exercise("16.heap", name="f", points=1)
     with pytest.raises(KeyError, match="unknown exercise '16.nothing'"):
         checks.get("16.nothing")
+
+
+# ------------------------------------------------------------------ hardening and references
+def test_importing_the_package_function_scores_zero(tmp_path: Path) -> None:
+    edits = {
+        "16.heap": "from embedlab.heap import k_closest_heap\n",
+        "16.partition": "import embedlab.heap as h\npartition = h.partition\n",
+        "16.merge": "import embedlab\n\ndef merge_k_best(a, b, k):\n"
+                    "    return getattr(embedlab, 'heap').merge_k_best(a, b, k)\n",
+    }
+    res = _by_id(grade_notebook(_learner_notebook(tmp_path, edits)))
+    for ex_id in edits:
+        assert res[ex_id]["points"] == 0, res[ex_id]
+        assert "from the package" in res[ex_id]["hints"][0]
+    assert "embedlab.heap.k_closest_heap" in res["16.heap"]["hints"][0]
+
+
+def test_reference_uses_sees_imports_aliases_and_attributes() -> None:
+    from embedlab.grading import ALLOWED_FROM_EMBEDLAB, reference_uses
+
+    setup = ["from embedlab.contrastive import info_nce\nfrom embedlab.grading import check\n"
+             "import embedlab.geometry as geo\n"]
+    assert reference_uses("def f(a, b):\n    return info_nce(a, b)\n", setup) == [
+        "embedlab.contrastive.info_nce"]
+    assert reference_uses("f = geo.cosine\n", setup) == ["embedlab.geometry.cosine"]
+    assert reference_uses("import importlib\nm = importlib.import_module('embedlab.heap')\n") == [
+        "embedlab.heap"]
+    # utilities on the allow-list stay usable
+    assert reference_uses("def f(x):\n    return geo.normalize(x)\n", setup) == []
+    assert reference_uses("from embedlab.data import load\nfrom embedlab import profiles\n") == []
+    assert "embedlab.data" in ALLOWED_FROM_EMBEDLAB
+
+
+def test_a_function_from_the_package_scores_zero_in_check(capsys) -> None:
+    from embedlab.heap import k_closest_heap
+
+    assert check("16.heap", k_closest_heap) == 0
+    assert "from the package" in capsys.readouterr().out
+
+
+def test_a_cell_that_never_defines_the_name_scores_zero(tmp_path: Path) -> None:
+    path = _learner_notebook(tmp_path, {"16.merge": "def merge_best(a, b, k):\n    return a\n"})
+    res = _by_id(grade_notebook(path))
+    assert res["16.merge"]["points"] == 0
+    assert "never defines `merge_k_best`" in res["16.merge"]["hints"][0]
+
+
+def test_sort_then_delegate_heap_loses_points(tmp_path: Path) -> None:
+    # reads the whole stream into memory, sorts it, hands back the first k: not a heap
+    sort_all = ("def k_closest_heap(points, k):\n"
+                "    if k < 1:\n        raise ValueError('k')\n"
+                "    pts = [tuple(p) for p in points]\n"
+                "    order = sorted(range(len(pts)),\n"
+                "                   key=lambda i: (sum(v * v for v in pts[i]), i))\n"
+                "    return order[:k]\n")
+    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"16.heap": sort_all})))
+    assert res["16.heap"]["points"] < res["16.heap"]["max"]
+    assert any("memory" in h.lower() for h in res["16.heap"]["hints"]), res["16.heap"]["hints"]
+
+
+def test_a_perturbed_result_loses_points(tmp_path: Path) -> None:
+    # the right partition, then one element swapped out of place
+    nb = nbformat.read(SOL16, as_version=4)
+    src = next(c.source for c in nb.cells if c.metadata.get("exercise") == "16.merge")
+    perturbed = src.replace("def merge_k_best(", "def _merge_right(") + (
+        "\n\ndef merge_k_best(*args, **kwargs):\n"
+        "    out = list(_merge_right(*args, **kwargs))\n"
+        "    if len(out) > 1:\n        out[0], out[-1] = out[-1], out[0]\n"
+        "    return out\n")
+    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"16.merge": perturbed})))
+    assert res["16.merge"]["points"] < res["16.merge"]["max"]
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    marker = tmp_path / "survivor.txt"
+    script = tmp_path / "linger.py"
+    script.write_text(f"import time\ntime.sleep(6)\nopen({str(marker)!r}, 'w').write('alive')\n")
+    cell = ("import subprocess, sys\n"
+            f"subprocess.Popen([sys.executable, {str(script)!r}])\n"
+            "def k_closest_heap(points, k):\n    while True:\n        pass\n")
+    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"16.heap": cell}), timeout=4))
+    assert res["16.heap"]["points"] == 0 and "stopped after 4 s" in res["16.heap"]["hints"][0]
+    import time
+
+    time.sleep(4)
+    assert not marker.exists(), "a process the answer started outlived the timeout"
+
+
+def test_memory_limit_per_answer(tmp_path: Path) -> None:
+    cell = ("blob = bytearray(64 * 2**30)\n"
+            "def k_closest_heap(points, k):\n    return []\n")
+    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"16.heap": cell})))
+    assert res["16.heap"]["points"] == 0 and "memory" in res["16.heap"]["hints"][0]
+    assert res["16.partition"]["points"] == res["16.partition"]["max"]
+
+
+def test_wrong_shape_names_expected_and_actual() -> None:
+    from embedlab.checks import expect_array
+
+    with pytest.raises(AssertionError, match=r"expected shape \(3, 'any'\), got list of shape"):
+        expect_array([1.0, 2.0], (3, None))
+    assert expect_array([[1, 2]], (1, 2), dtype_kind="iu").shape == (1, 2)
+
+
+def test_one_line_summary_per_exercise(tmp_path: Path) -> None:
+    path = _learner_notebook(tmp_path, {"16.partition": "raise RuntimeError('no')\n"})
+    proc = subprocess.run([sys.executable, "-m", "embedlab.cli", "grade", str(path)],
+                          capture_output=True, text=True, check=True)
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("16.")]
+    assert len(rows) == 3
+    assert any("ok: full marks" in r for r in rows if r.startswith("16.merge"))
+    assert any("no points: your cell raised RuntimeError" in r for r in rows
+               if r.startswith("16.partition"))

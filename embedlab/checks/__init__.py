@@ -37,6 +37,9 @@ class Exercise:
     name: str
     points: float
     checks: list[Check] = field(default_factory=list)
+    #: dotted ``embedlab`` names this exercise's graded cell may use on top of
+    #: ``embedlab.grading.ALLOWED_FROM_EMBEDLAB`` (objects the exercise hands to the learner)
+    allow: tuple[str, ...] = ()
 
     def check(self, hint: str) -> Callable[[CheckFn], CheckFn]:
         """Decorator: register ``fn(answer)`` as one check of this exercise."""
@@ -83,8 +86,50 @@ def must_raise(fn: Callable[..., Any], *args: Any, exc: type | tuple = ValueErro
     raise AssertionError(f"returned {np.asarray(out).ravel()[:4]} instead of raising {name}")
 
 
-def exercise(id: str, name: str, points: float) -> Exercise:
-    """Declare an exercise. ``id`` is ``"NN.short_name"`` where NN is the chapter number."""
+def expect_array(value: Any, shape: tuple | None = None, what: str = "the result",
+                 dtype_kind: str | None = None) -> Any:
+    """``value`` as a numpy array, or an ``AssertionError`` naming the expected and actual type
+    and shape. ``shape`` may hold ``None`` for any size on that axis; ``dtype_kind`` is a numpy
+    kind string (``"f"`` float, ``"i"`` signed int, ``"iu"`` any integer, ``"b"`` bool)."""
+    import numpy as np
+
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception:  # ragged lists and odd objects
+        raise AssertionError(f"{what}: expected an array of shape {shape}, got "
+                             f"{type(value).__name__}") from None
+    if arr.dtype == object:
+        raise AssertionError(f"{what}: expected a numeric array of shape {shape}, got "
+                             f"{type(value).__name__} holding objects") from None
+    if shape is not None:
+        ok = arr.ndim == len(shape) and all(
+            w is None or w == g for w, g in zip(shape, arr.shape, strict=False))
+        if not ok:
+            want = tuple("any" if w is None else w for w in shape)
+            raise AssertionError(f"{what}: expected shape {want}, got {type(value).__name__} "
+                                 f"of shape {arr.shape}")
+    if dtype_kind is not None and arr.dtype.kind not in dtype_kind:
+        raise AssertionError(f"{what}: expected dtype kind {dtype_kind!r}, got {arr.dtype}")
+    return arr
+
+
+def expect_type(value: Any, types: type | tuple, what: str = "the result") -> Any:
+    """``value`` itself, or an ``AssertionError`` naming the expected and actual type."""
+    if not isinstance(value, types):
+        names = types.__name__ if isinstance(types, type) else " or ".join(t.__name__
+                                                                           for t in types)
+        raise AssertionError(f"{what}: expected {names}, got {type(value).__name__}")
+    return value
+
+
+def exercise(id: str, name: str, points: float, allow: tuple[str, ...] = ()) -> Exercise:
+    """Declare an exercise. ``id`` is ``"NN.short_name"`` where NN is the chapter number.
+
+    ``allow`` names ``embedlab`` objects the graded cell may use besides the utilities on
+    ``embedlab.grading.ALLOWED_FROM_EMBEDLAB``; anything else it takes from the package scores 0.
+    """
     chapter = id.split(".", 1)[0]
     if "." not in id or not (chapter.isdigit() and len(chapter) == 2):
         raise ValueError(f"exercise id must look like '16.heap', got {id!r}")
@@ -92,7 +137,7 @@ def exercise(id: str, name: str, points: float) -> Exercise:
         raise ValueError(f"exercise {id!r} is declared twice")
     if points <= 0:
         raise ValueError(f"exercise {id!r}: points must be positive, got {points}")
-    ex = Exercise(id=id, name=name, points=float(points))
+    ex = Exercise(id=id, name=name, points=float(points), allow=tuple(allow))
     _REGISTRY[id] = ex
     return ex
 
