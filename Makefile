@@ -7,7 +7,7 @@ PROFILE ?= standard
 # One thread for torch and BLAS: steady timings on a small shared machine.
 THREADS := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 
-.PHONY: setup course test lab bench clean-build
+.PHONY: setup course test lab book bench clean-build
 
 setup: $(VENV)/.installed
 	@$(BIN)/embedlab data fetch --quiet
@@ -27,8 +27,15 @@ test: setup
 	$(BIN)/ruff check embedlab tests benchmarks notebooks solutions exercises
 	$(THREADS) EMBEDLAB_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist worksteal --durations=15
 
+# JupyterLab at the repository root (chapters, exercises and solutions in the file browser) on the
+# `embedlab` kernel; port 8888, or a free one (it says which) when 8888 is busy: LAB_PORT=9000 make lab
 lab: setup
-	$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 notebooks
+	$(BIN)/python -m embedlab.lab
+
+# The course book: a static site in build/book/ from the executed notebooks of the last `make course`;
+# it reads offline (open build/book/index.html).
+book: setup
+	$(BIN)/embedlab book --src build/course --out build/book
 
 bench: setup
 	@for f in benchmarks/*.py; do echo "== $$f"; $(THREADS) $(BIN)/python $$f || exit 1; done

@@ -1,4 +1,4 @@
-"""The ``embedlab`` command: course, grade, exercises, doctor, data, bench, clean."""
+"""The ``embedlab`` command: course, grade, exercises, doctor, data, bench, book, clean."""
 
 from __future__ import annotations
 
@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("bench", help="run every script in benchmarks/")
 
+    b = sub.add_parser("book", help="build the course book (build/book/) from executed notebooks")
+    b.add_argument("--src", default="build/course", help="executed notebooks (make course)")
+    b.add_argument("--out", default="build/book")
+
     cl = sub.add_parser("clean", help="strip outputs and metadata from notebooks")
     cl.add_argument("paths", nargs="+")
 
@@ -132,6 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in bad.items():
             print(f"{k}: {v}", file=sys.stderr)
         return 1 if bad else 0
+    if args.cmd == "book":
+        from embedlab.book import BookError, build_book
+
+        try:
+            build_book(args.src, args.out)
+        except BookError as exc:
+            print(f"embedlab book: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.cmd == "bench":
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                    OPENBLAS_NUM_THREADS="1")

@@ -41,6 +41,9 @@ def embed_cached(texts: Sequence[str], model=None, batch_size: int = 64,
     """MiniLM embeddings of ``texts`` (float32, unit rows), cached on disk by content.
 
     The cache key is a sha256 over the texts, so the same list is embedded once per machine.
+    The first, uncached run always shows a progress bar with its time estimate (on a 2-core CPU
+    it can take minutes), whatever ``show_progress_bar`` says: the flag is kept so callers need
+    not change. A cached call returns at once and prints nothing.
     """
     from embedlab.data import cache_dir
 
@@ -51,9 +54,28 @@ def embed_cached(texts: Sequence[str], model=None, batch_size: int = 64,
     path = cache_dir() / "derived" / f"minilm-{h.hexdigest()[:16]}-{len(texts)}.npy"
     if path.exists():
         return np.load(path)
+    from tqdm.auto import tqdm
+
+    texts = list(texts)
     model = model or load_minilm()
-    vecs = model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
-                        normalize_embeddings=True, show_progress_bar=show_progress_bar)
+    # Longest first, as sentence-transformers batches them, in chunks of whole batches, so the bar
+    # advances (and its estimate settles) while the model works through the list.
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    chunk = batch_size * 8
+    vecs = None
+    with tqdm(total=len(texts), unit="text", desc=f"MiniLM: embedding {len(texts):,} texts "
+              "(first run on this machine; cached afterwards)") as bar:
+        for start in range(0, len(texts), chunk):
+            rows = order[start:start + chunk]
+            part = model.encode([texts[i] for i in rows], batch_size=batch_size,
+                                convert_to_numpy=True, normalize_embeddings=True,
+                                show_progress_bar=False)
+            if vecs is None:
+                vecs = np.empty((len(texts), part.shape[1]), dtype=np.float32)
+            vecs[rows] = part
+            bar.update(len(rows))
+    if vecs is None:  # no texts
+        vecs = np.asarray(model.encode([], convert_to_numpy=True), dtype=np.float32)
     vecs = np.ascontiguousarray(vecs, dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
