@@ -1,126 +1,193 @@
-"""Checks for chapter 02: subsampling keep-probability, the noise table, the SGNS loss."""
+"""Checks for chapter 02: the pairs of a dynamic window, and one epoch of skip-gram (SGNS).
+
+The references are computed another way: the pairs by brute force over all positions, the
+gradient by central finite differences of the loss, the subsampling rate from word2vec.c's
+keep-probability, the dynamic window from its expected size. Every run draws a
+fresh corpus, fresh counts and a fresh seed.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from embedlab.checks import exercise
-from embedlab.word2vec import keep_probability as _keep_reference
-from embedlab.word2vec import noise_distribution as _noise_reference
-from embedlab.word2vec import sgns_loss as _sgns_reference
-
-_COUNTS = np.array([50_000, 20_000, 3_000, 800, 120, 40, 9, 5, 5, 1])
-
-# --------------------------------------------------------------------------- 02.keep_prob
-keep = exercise("02.keep_prob", name="keep_prob", points=2)
+from embedlab.checks import exercise, expect_array
 
 
-@keep.check("uses word2vec.c's formula: (sqrt(f / t) + 1) * t / f with f = count / total")
+def _rng() -> np.random.Generator:
+    return np.random.default_rng()
+
+
+# --------------------------------------------------------------------------- 02.pairs
+pairs = exercise("02.pairs", name="skipgram_pairs", points=2)
+
+
+def _pairs_brute(sentence, sizes):
+    n = len(sentence)
+    return [(sentence[i], sentence[j]) for i in range(n) for j in range(n)
+            if 0 < abs(i - j) <= sizes[i]]
+
+
+@pairs.check("pairs each centre with every word at most sizes[i] positions away, inside the "
+             "sentence, centre by centre, contexts left to right")
 def _(fn):
-    for t in (1e-3, 1e-2, 1e-1):
-        got = np.asarray(fn(_COUNTS, t), dtype=np.float64)
-        assert got.shape == _COUNTS.shape, f"shape {got.shape}, expected {_COUNTS.shape}"
-        want = _keep_reference(_COUNTS, t)
-        assert np.allclose(got, want, atol=1e-9), f"t={t}: got {np.round(got[:3], 4)}, " \
-            f"expected {np.round(want[:3], 4)}"
+    rng = _rng()
+    for _ in range(5):
+        n = int(rng.integers(1, 20))
+        sentence = [int(w) for w in rng.integers(100, size=n)]
+        sizes = [int(b) for b in rng.integers(1, 6, size=n)]
+        got = [tuple(int(v) for v in p) for p in fn(sentence, sizes)]
+        want = _pairs_brute(sentence, sizes)
+        assert len(got) == len(want), f"{len(got)} pairs, expected {len(want)} for sizes {sizes}"
+        assert got == want, "the right number of pairs, but not the right ones or order"
 
 
-@keep.check("caps the probability at 1: rare words are always kept")
+@pairs.check("handles the edges: an empty sentence, a one-word sentence, windows longer than the "
+             "sentence")
 def _(fn):
-    got = np.asarray(fn(_COUNTS, 1e-2), dtype=np.float64)
-    assert got.max() <= 1.0 + 1e-12 and got[-1] == 1.0
+    assert list(fn([], [])) == [], "an empty sentence has no pairs"
+    assert list(fn([7], [3])) == [], "a one-word sentence has no pairs"
+    got = [tuple(p) for p in fn([1, 2, 3], [9, 9, 9])]
+    assert got == _pairs_brute([1, 2, 3], [9, 9, 9]), f"got {got}"
 
 
-@keep.check("returns all ones when sample = 0 (subsampling switched off)")
+# --------------------------------------------------------------------------- 02.sgns_epoch
+epoch = exercise("02.sgns_epoch", name="sgns_epoch", points=6)
+
+
+def _topic_corpus(rng, groups=3, per_group=10, sentences=500):
+    """Sentences that each use the words of one group: words of a group co-occur."""
+    corpus = []
+    zipf = 1.0 / np.arange(1, per_group + 1)
+    zipf /= zipf.sum()
+    for _ in range(sentences):
+        g = int(rng.integers(groups))
+        n = int(rng.integers(8, 13))
+        corpus.append([int(g * per_group + w) for w in rng.choice(per_group, n, p=zipf)])
+    return corpus, groups * per_group
+
+
+def _init(rng, V, d):
+    return ((rng.random((V, d)) - 0.5) / d), np.zeros((V, d))
+
+
+_TOPIC_RUNS: dict[int, tuple] = {}
+
+
+def _topic_run(fn):
+    """One epoch on a fresh topic corpus, shared by the two checks that need it."""
+    if id(fn) not in _TOPIC_RUNS:
+        rng = _rng()
+        corpus, V = _topic_corpus(rng)
+        W_in, W_out = _init(rng, V, 16)
+        out = fn(corpus, W_in, W_out, window=3, negative=5, sample=0, lr=0.05,
+                 seed=int(rng.integers(1 << 30)))
+        _TOPIC_RUNS.clear()
+        _TOPIC_RUNS[id(fn)] = (fn, corpus, V, W_in, out)
+    return _TOPIC_RUNS[id(fn)][1:]
+
+
+def _losses(fn, *args, **kw):
+    out = fn(*args, **kw)
+    arr = expect_array(out, (None,), "the losses it returns")
+    assert np.all(np.isfinite(arr)), "a loss is NaN or infinite"
+    return arr
+
+
+@epoch.check("returns one finite loss per (centre, context) pair, and the loss falls over the "
+             "epoch (SGD on -log sigma(u_pos.v) - sum log sigma(-u_neg.v))")
 def _(fn):
-    got = np.asarray(fn(_COUNTS, 0.0), dtype=np.float64)
-    assert np.array_equal(got, np.ones(len(_COUNTS)))
+    corpus, V, W_in, out = _topic_run(fn)
+    losses = _losses(lambda: out)
+    assert len(losses) > 1000, f"only {len(losses)} losses for {sum(map(len, corpus))} tokens"
+    fifth = len(losses) // 5
+    first, last = losses[:fifth].mean(), losses[-fifth:].mean()
+    assert last < first - 0.2, f"mean loss {first:.3f} over the first fifth, {last:.3f} over " \
+        "the last: it should fall"
 
 
-# --------------------------------------------------------------------------- 02.noise_table
-table = exercise("02.noise_table", name="unigram_table", points=3)
-
-
-def _check_table(fn, counts, size, power):
-    got = np.asarray(fn(counts, size, power))
-    assert got.shape == (size,), f"the table must have exactly table_size={size} entries, " \
-        f"got shape {got.shape}"
-    assert np.issubdtype(got.dtype, np.integer), \
-        f"entries must be integer word ids, got {got.dtype}"
-    assert got.min() >= 0 and got.max() < len(counts), "word ids must lie in 0..V-1"
-    share = np.bincount(got, minlength=len(counts))
-    want = _noise_reference(counts, power) * size
-    worst = np.abs(share - want).max()
-    assert worst <= 1.0 + 1e-9, f"a word fills {worst:.2f} slots more or fewer than " \
-        "P_n(w) * table_size"
-
-
-@table.check("word w fills round(P_n(w) * table_size) slots (within one), P_n = count^0.75 / sum")
+@epoch.check("after the epoch, words that co-occur have closer input vectors (cosine) than "
+             "words that never do")
 def _(fn):
-    _check_table(fn, _COUNTS, 10_000, 0.75)
-    _check_table(fn, _COUNTS[::-1].copy(), 1_000, 0.75)
+    corpus, V, W_in, _ = _topic_run(fn)
+    W = np.asarray(W_in, dtype=np.float64)
+    W = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
+    cos = W @ W.T
+    group = np.arange(V) // 10
+    same = (group[:, None] == group[None, :]) & ~np.eye(V, dtype=bool)
+    other = group[:, None] != group[None, :]
+    a, b = cos[same].mean(), cos[other].mean()
+    assert a > b + 0.1, f"mean cosine {a:.3f} between co-occurring words, {b:.3f} between the " \
+        "others: update W_in and W_out in place"
 
 
-@table.check("has exactly table_size entries even when the shares do not round evenly "
-             "(round the cumulative sum, not each share)")
+@epoch.check("each update is an SGD step along the loss gradient (compared with central finite "
+             "differences of the loss; the check calls negative=0, sample=0)")
 def _(fn):
-    _check_table(fn, np.array([1, 1, 1]), 100, 0.75)
-    _check_table(fn, np.array([7, 3, 3, 2, 1, 1, 1]), 997, 0.75)
+    rng = _rng()
+    V, d, lr = 3, 4, 1e-6
+    W_in = rng.normal(size=(V, d)) * 0.5
+    W_out = rng.normal(size=(V, d)) * 0.5
+    a, b = (int(x) for x in rng.choice(V, 2, replace=False))
+    corpus = [[a, b]]  # window 1: the pairs (a, context b) and (b, context a)
+
+    def loss(wi, wo):  # the two positive pairs; the context word's vector is the input
+        return sum(np.logaddexp(0.0, -(wo[c] @ wi[x])) for c, x in ((a, b), (b, a)))
+
+    num_in, num_out = np.zeros_like(W_in), np.zeros_like(W_out)
+    h = 1e-6
+    for M, G in ((W_in, num_in), (W_out, num_out)):
+        for idx in np.ndindex(M.shape):
+            old = M[idx]
+            M[idx] = old + h
+            up = loss(W_in, W_out)
+            M[idx] = old - h
+            down = loss(W_in, W_out)
+            M[idx] = old
+            G[idx] = (up - down) / (2 * h)
+    before_in, before_out = W_in.copy(), W_out.copy()
+    losses = _losses(fn, corpus, W_in, W_out, window=1, negative=0, sample=0, lr=lr, seed=1)
+    assert len(losses) == 2, f"a two-word sentence with window 1 has 2 pairs, got {len(losses)}"
+    step_in = (W_in - before_in) / -lr
+    step_out = (W_out - before_out) / -lr
+    scale = max(np.abs(num_in).max(), np.abs(num_out).max())
+    err = max(np.abs(step_in - num_in).max(), np.abs(step_out - num_out).max()) / scale
+    assert err < 1e-3, f"the step differs from -lr * gradient by {err:.2e} (relative): check " \
+        "the sign and which vector each gradient goes to"
 
 
-@table.check("respects the power argument (power = 1 is the plain unigram distribution)")
+@epoch.check("draws each window size uniformly from 1..window (word2vec's dynamic window): "
+             "window + 1 contexts per token on average, not 2 * window")
 def _(fn):
-    _check_table(fn, _COUNTS, 5_000, 1.0)
-    _check_table(fn, _COUNTS, 5_000, 0.5)
+    rng = _rng()
+    n, V = 2500, 50
+    corpus = [list(map(int, rng.integers(V, size=n)))]
+    W_in, W_out = _init(rng, V, 4)
+    for window in (2, 5):
+        losses = _losses(fn, corpus, W_in, W_out, window=window, negative=1, sample=0,
+                         lr=1e-4, seed=int(rng.integers(1 << 30)))
+        per_token = len(losses) / n
+        assert abs(per_token - (window + 1)) < 0.1 * (window + 1), (
+            f"window={window}: {per_token:.2f} contexts per token, expected about "
+            f"{window + 1}")
 
 
-# --------------------------------------------------------------------------- 02.sgns_loss
-sgns = exercise("02.sgns_loss", name="sgns_loss_batch", points=3)
-
-
-def _batch(seed, scale=1.0):
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    v = (torch.randn(6, 8, generator=g) * scale).requires_grad_()
-    up = (torch.randn(6, 8, generator=g) * scale).requires_grad_()
-    un = (torch.randn(6, 4, 8, generator=g) * scale).requires_grad_()
-    return v, up, un
-
-
-@sgns.check("value: mean over the batch of -log sigma(u_pos . v) - sum_k log sigma(-u_neg_k . v)")
+@epoch.check("subsamples frequent words with word2vec.c's keep-probability "
+             "(sqrt(f / t) + 1) * t / f, before the windows are drawn")
 def _(fn):
-    import torch
-
-    for seed in (0, 1):
-        v, up, un = _batch(seed)
-        got = fn(v, up, un)
-        assert isinstance(got, torch.Tensor) and got.ndim == 0, "return a scalar tensor"
-        want = _sgns_reference(v, up, un)
-        assert torch.allclose(got, want, atol=1e-5), f"got {got.item():.5f}, " \
-            f"expected {want.item():.5f}"
-
-
-@sgns.check("gradient: autograd through your loss matches the reference for v, u_pos, u_neg "
-            "(build it from torch operations only)")
-def _(fn):
-    import torch
-
-    v, up, un = _batch(2)
-    fn(v, up, un).backward()
-    mine = [t.grad.clone() for t in (v, up, un)]
-    v2, up2, un2 = _batch(2)
-    _sgns_reference(v2, up2, un2).backward()
-    for name, a, b in zip(("v", "u_pos", "u_neg"), mine, (v2.grad, up2.grad, un2.grad),
-                          strict=True):
-        assert torch.allclose(a, b, atol=1e-5), f"gradient of {name} differs"
-
-
-@sgns.check("stays finite for large scores (use F.logsigmoid, not log(sigmoid(x)))")
-def _(fn):
-    import torch
-
-    v, up, un = _batch(3, scale=30.0)
-    got = fn(v, up, un)
-    assert torch.isfinite(got), f"loss is {got.item()}"
-    assert torch.allclose(got, _sgns_reference(v, up, un), rtol=1e-4)
+    rng = _rng()
+    V, n = 40, 4000
+    p = np.r_[0.5, np.full(V - 1, 0.5 / (V - 1))]
+    corpus = [list(map(int, rng.choice(V, size=n, p=p)))]
+    counts = np.bincount(corpus[0], minlength=V).astype(np.float64)
+    f = counts / counts.sum()
+    t = 1e-2
+    keep = np.minimum(1.0, (np.sqrt(f / t) + 1) * t / np.maximum(f, 1e-300))
+    expected = float((counts * keep).sum() / counts.sum())
+    W_in, W_out = _init(rng, V, 4)
+    full = len(_losses(fn, corpus, W_in, W_out, window=3, negative=1, sample=0, lr=1e-4,
+                       seed=int(rng.integers(1 << 30))))
+    sub = len(_losses(fn, corpus, W_in, W_out, window=3, negative=1, sample=t, lr=1e-4,
+                      seed=int(rng.integers(1 << 30))))
+    ratio = sub / full
+    assert abs(ratio - expected) < 0.08, f"sample={t} kept {ratio:.2f} of the pairs, expected " \
+        f"about {expected:.2f} (the share of tokens kept)"

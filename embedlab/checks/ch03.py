@@ -1,88 +1,150 @@
-"""Checks for chapter 03: the GloVe weighting f(x) and the GloVe loss."""
+"""Checks for chapter 03: AdaGrad on one parameter, and one GloVe epoch with glove.c's AdaGrad.
+
+The one-parameter reference is a closed form (cumulative sums). The epoch's reference is written
+here from glove.c's update (Pennington et al. 2014; glove.c): the accumulators of squared
+gradients start at 1, and each step divides by the square root of the sum so far before adding
+its own square. Every run draws fresh data.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from embedlab.checks import exercise
-from embedlab.glove import glove_loss as _loss_reference
-from embedlab.glove import glove_weight as _weight_reference
-
-# --------------------------------------------------------------------------- 03.weight
-weight = exercise("03.weight", name="glove_f", points=2)
+from embedlab.checks import exercise, expect_array, expect_type
 
 
-@weight.check("f(x) = (x / x_max)^alpha below x_max (x_max = 100, alpha = 0.75 by default)")
+def _rng() -> np.random.Generator:
+    return np.random.default_rng()
+
+
+# --------------------------------------------------------------------------- 03.adagrad
+ada = exercise("03.adagrad", name="adagrad_path", points=2)
+
+
+def _path_reference(grads, lr, x0):
+    s = lr * np.asarray(grads, dtype=np.float64)
+    before = 1.0 + np.concatenate([[0.0], np.cumsum(s * s)[:-1]])  # squares of earlier steps
+    return x0 - np.cumsum(s / np.sqrt(before))
+
+
+@ada.check("returns one value per gradient: the parameter after each step")
 def _(fn):
-    xs = np.array([0.5, 1.0, 7.0, 42.0, 99.0])
-    got = np.asarray(fn(xs), dtype=np.float64)
-    assert np.allclose(got, _weight_reference(xs)), f"got {np.round(got, 4)}"
-    got = np.asarray(fn(xs, x_max=10.0, alpha=0.5), dtype=np.float64)
-    assert np.allclose(got, _weight_reference(xs, 10.0, 0.5)), "x_max and alpha must be used"
+    g = _rng().normal(size=7)
+    expect_array(fn(g, 0.1, 0.0), (7,), "the path")
 
 
-@weight.check("f(x) = 1 from x_max on: frequent pairs are capped, not boosted")
+@ada.check("the first step is the plain step lr * g (the accumulator starts at 1), and each "
+           "later step divides by sqrt(1 + the squares of the earlier steps) before adding its own")
 def _(fn):
-    xs = np.array([100.0, 150.0, 1e6])
-    assert np.allclose(np.asarray(fn(xs), dtype=np.float64), 1.0)
+    rng = _rng()
+    for _ in range(3):
+        g = rng.normal(size=int(rng.integers(2, 30))) * rng.uniform(0.1, 5)
+        lr, x0 = float(rng.uniform(0.01, 1.0)), float(rng.normal())
+        got = expect_array(fn(g, lr, x0), (len(g),), "the path")
+        want = _path_reference(g, lr, x0)
+        assert np.allclose(got, want, rtol=1e-9, atol=1e-12), (
+            f"step {int(np.argmax(np.abs(got - want)))} is off by "
+            f"{np.abs(got - want).max():.2e}")
 
 
-@weight.check("f(0) = 0 and f works element-wise on an array (use np.where, not an if)")
+# --------------------------------------------------------------------------- 03.glove_epoch
+epoch = exercise("03.glove_epoch", name="glove_epoch", points=6)
+
+
+def _problem(rng, V=30, d=6, nnz=200):
+    flat = rng.choice(V * V, size=nnz, replace=False)
+    rows, cols = (flat // V).astype(np.int64), (flat % V).astype(np.int64)
+    x = np.round(rng.pareto(1.2, size=nnz) * 20 + 1, 2)  # some above x_max, most below
+    params = [(rng.random((V, d)) - 0.5) / d, (rng.random((V, d)) - 0.5) / d,
+              (rng.random(V) - 0.5) / d, (rng.random(V) - 0.5) / d]
+    grad_sq = [np.ones((V, d)), np.ones((V, d)), np.ones(V), np.ones(V)]
+    return params, grad_sq, rows, cols, x
+
+
+def _copy(arrays):
+    return [a.copy() for a in arrays]
+
+
+def _reference(params, grad_sq, rows, cols, x, order, lr, x_max, alpha, accumulate_first=False):
+    W, C, b, c = params
+    gW, gC, gb, gc = grad_sq
+    cost = 0.0
+    for t in order:
+        i, j = rows[t], cols[t]
+        inner = float(np.dot(W[i], C[j])) + b[i] + c[j] - np.log(x[t])
+        f = min(1.0, (x[t] / x_max) ** alpha)
+        cost += 0.5 * f * inner * inner
+        s = lr * f * inner
+        dw, dc = s * C[j], s * W[i]
+        if accumulate_first:
+            gW[i] += dw * dw
+            gC[j] += dc * dc
+            gb[i] += s * s
+            gc[j] += s * s
+        W[i] = W[i] - dw / np.sqrt(gW[i])
+        C[j] = C[j] - dc / np.sqrt(gC[j])
+        b[i] -= s / np.sqrt(gb[i])
+        c[j] -= s / np.sqrt(gc[j])
+        if not accumulate_first:
+            gW[i] += dw * dw
+            gC[j] += dc * dc
+            gb[i] += s * s
+            gc[j] += s * s
+    return cost
+
+
+def _run(fn, params, grad_sq, rows, cols, x, order, lr=0.05, x_max=100.0, alpha=0.75):
+    out = fn(params, grad_sq, rows, cols, x, order, lr=lr, x_max=x_max, alpha=alpha)
+    cost = float(expect_type(out, (float, np.floating, int), "the epoch's cost"))
+    assert np.isfinite(cost), f"the cost is {cost}"
+    return cost
+
+
+@epoch.check("the weighted least-squares cost it returns falls from one epoch to the next")
 def _(fn):
-    got = np.asarray(fn(np.array([0.0, 100.0, 25.0])), dtype=np.float64)
-    assert got.shape == (3,) and got[0] == 0.0
+    rng = _rng()
+    params, grad_sq, rows, cols, x = _problem(rng)
+    costs = []
+    for _ in range(4):
+        costs.append(_run(fn, params, grad_sq, rows, cols, x, rng.permutation(len(x)), lr=0.1))
+    assert all(b < a for a, b in zip(costs, costs[1:], strict=False)), \
+        f"costs over four epochs: {[round(c, 2) for c in costs]}"
 
 
-# --------------------------------------------------------------------------- 03.loss
-loss = exercise("03.loss", name="glove_objective", points=3)
-
-
-def _problem(seed):
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    V, d, n = 7, 4, 15
-    W = torch.randn(V, d, generator=g, dtype=torch.float64).requires_grad_()
-    Wt = torch.randn(V, d, generator=g, dtype=torch.float64).requires_grad_()
-    b = torch.randn(V, generator=g, dtype=torch.float64).requires_grad_()
-    bt = torch.randn(V, generator=g, dtype=torch.float64).requires_grad_()
-    rows = torch.randint(0, V, (n,), generator=g)
-    cols = torch.randint(0, V, (n,), generator=g)
-    x = torch.rand(n, generator=g, dtype=torch.float64) * 250 + 0.2
-    return W, Wt, b, bt, rows, cols, x
-
-
-@loss.check("value: sum of f(X_ij) (w_i . w~_j + b_i + b~_j - log X_ij)^2 over the entries")
+@epoch.check("matches glove.c's epoch in the same order: vectors, biases, accumulators and the "
+             "cost 0.5 * sum f(x) (w.c + b + c - log x)^2")
 def _(fn):
-    import torch
+    rng = _rng()
+    params, grad_sq, rows, cols, x = _problem(rng)
+    order = rng.permutation(len(x))
+    ref_p, ref_g = _copy(params), _copy(grad_sq)
+    want = _reference(ref_p, ref_g, rows, cols, x, order, 0.05, 50.0, 0.75)
+    got = _run(fn, params, grad_sq, rows, cols, x, order, lr=0.05, x_max=50.0, alpha=0.75)
+    assert abs(got - want) <= 1e-8 * max(1.0, abs(want)), f"cost {got:.6f}, expected {want:.6f}"
+    names = ["W", "W_tilde", "b", "b_tilde", "grad_sq W", "grad_sq W_tilde", "grad_sq b",
+             "grad_sq b_tilde"]
+    for name, a, b in zip(names, params + grad_sq, ref_p + ref_g, strict=True):
+        assert np.allclose(a, b, rtol=1e-9, atol=1e-12), \
+            f"{name} differs from glove.c's by up to {np.abs(a - b).max():.2e} (update in place)"
 
-    for seed in (0, 1):
-        args = _problem(seed)
-        got = fn(*args)
-        assert isinstance(got, torch.Tensor) and got.ndim == 0, "return a scalar tensor"
-        want = _loss_reference(*args)
-        assert torch.allclose(got, want, rtol=1e-6), f"got {got.item():.4f}, " \
-            f"expected {want.item():.4f}"
 
-
-@loss.check("uses the weighting with x_max and alpha (counts above x_max weigh exactly 1)")
+@epoch.check("divides by the square root of the accumulated squared gradient BEFORE adding this "
+             "step's square (glove.c; the accumulators start at 1)")
 def _(fn):
-    import torch
-
-    args = _problem(2)
-    got = fn(*args, x_max=10.0, alpha=0.5)
-    want = _loss_reference(*args, x_max=10.0, alpha=0.5)
-    assert torch.allclose(got, want, rtol=1e-6), "x_max and alpha must be used"
-
-
-@loss.check("gradient: autograd through your loss matches the reference for W, W~, b and b~")
-def _(fn):
-    import torch
-
-    args = _problem(3)
-    fn(*args).backward()
-    mine = [t.grad.clone() for t in args[:4]]
-    ref = _problem(3)
-    _loss_reference(*ref).backward()
-    for name, a, t in zip(("W", "W_tilde", "b", "b_tilde"), mine, ref[:4], strict=True):
-        assert torch.allclose(a, t.grad, rtol=1e-6, atol=1e-9), f"gradient of {name} differs"
+    rng = _rng()
+    params, grad_sq, rows, cols, x = _problem(rng, V=4, d=3, nnz=1)
+    params[0] *= 20  # large steps, so that the order of the two rules shows
+    params[1] *= 20
+    x[:] = 1000.0
+    order = np.array([0, 0, 0])  # the same entry three times: the order of the two rules shows
+    first = _copy(params), _copy(grad_sq)
+    _reference(*first, rows, cols, x, order, 0.3, 100.0, 0.75, accumulate_first=True)
+    right = _copy(params), _copy(grad_sq)
+    _reference(*right, rows, cols, x, order, 0.3, 100.0, 0.75)
+    _run(fn, params, grad_sq, rows, cols, x, order, lr=0.3)
+    if np.allclose(params[0], first[0][0], rtol=1e-9) and not np.allclose(params[0], right[0][0],
+                                                                           rtol=1e-9):
+        raise AssertionError("the steps shrink too fast: this adds the new square first")
+    assert (np.allclose(params[0], right[0][0], rtol=1e-9, atol=1e-12)
+            and np.allclose(params[2], right[0][2], rtol=1e-9, atol=1e-12)), \
+        "three steps on one entry do not match glove.c's"
