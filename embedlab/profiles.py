@@ -274,6 +274,21 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"n_points": 1_000_000, "dim": 384, "n_eval": 800, "max_chars": None,
                  "mrl_dims": [384, 256, 192, 128, 96, 64, 48, 24], "grade": "all"},
     },
+    "18": {
+        # n_sentences: news sentences embedded on the Dask cluster, in partitions of
+        # partition_size; n_queries: the following sentences, as queries; overhead_tasks and
+        # payload_mb: the round-trip study; nlist/m/nbits/nprobe: the IVF-PQ shards;
+        # latency_queries: single queries timed through the scatter-gather.
+        "ci": {"n_sentences": 96, "partition_size": 16, "batch_size": 16, "n_queries": 16,
+               "overhead_tasks": 10, "payload_mb": 8, "nlist": 8, "m": 16, "nbits": 6,
+               "nprobe": 2, "k": 10, "latency_queries": 10},
+        "standard": {"n_sentences": 1_500, "partition_size": 125, "batch_size": 32,
+                     "n_queries": 200, "overhead_tasks": 30, "payload_mb": 32, "nlist": 32,
+                     "m": 16, "nbits": 8, "nprobe": 8, "k": 10, "latency_queries": 50},
+        "full": {"n_sentences": 20_000, "partition_size": 500, "batch_size": 64,
+                 "n_queries": 1_000, "overhead_tasks": 50, "payload_mb": 64, "nlist": 128,
+                 "m": 16, "nbits": 8, "nprobe": 16, "k": 10, "latency_queries": 200},
+    },
 }
 
 
