@@ -17,6 +17,8 @@ Screenshots of each step go to ``build/screenshots/``.
 
 from __future__ import annotations
 
+import contextlib
+import html
 import json
 import os
 import re
@@ -31,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from embedlab import book, lab
+from embedlab.course import CHAPTERS
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "build" / "screenshots"
@@ -95,9 +98,8 @@ def _wait_http(url: str, seconds: float, proc: subprocess.Popen, log: Path) -> N
     pytest.fail(f"jupyter lab did not answer within {seconds:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def _server(home: Path):
     served = home / "course"
     (served / "notebooks").mkdir(parents=True)
     (served / "exercises").mkdir()
@@ -136,8 +138,8 @@ def server(tmp_path_factory):
             proc.kill()
 
 
-@pytest.fixture(scope="module")
-def browser_page(server):
+@contextlib.contextmanager
+def _browser_page(server: dict):
     exe = _chromium()
     from playwright.sync_api import sync_playwright
 
@@ -186,8 +188,16 @@ def _tracebacks(page) -> list[str]:
     return [t for t in page.locator(sel).all_inner_texts() if "Traceback" in t]
 
 
-def test_teaching_notebook_runs_in_jupyterlab(server, browser_page) -> None:
-    page = browser_page
+def test_jupyterlab_and_the_book_in_a_browser(tmp_path) -> None:
+    """One test, so that pytest-xdist keeps the three steps on one worker, in order."""
+    _chromium()  # a missing browser fails here, before anything starts
+    with _server(tmp_path) as server, _browser_page(server) as page:
+        _teaching_notebook_runs(server, page)
+        _exercise_answer_typed_in_the_editor_scores(server, page)
+        _book_page_reads_offline(server, page, tmp_path)
+
+
+def _teaching_notebook_runs(server: dict, page) -> None:
     _open(page, server, f"notebooks/{TEACHING}")
     nb = _run_all_and_save(page, server["served"] / "notebooks" / TEACHING, 120)
     page.screenshot(path=str(SHOTS / "lab_teaching_notebook.png"))
@@ -204,8 +214,7 @@ def test_teaching_notebook_runs_in_jupyterlab(server, browser_page) -> None:
     assert "without encryption" not in log, "the kernel still warns about unencrypted TCP"
 
 
-def test_exercise_answer_typed_in_the_editor_scores(server, browser_page) -> None:
-    page = browser_page
+def _exercise_answer_typed_in_the_editor_scores(server: dict, page) -> None:
     nb_file = server["served"] / "exercises" / EXERCISE
     cells = json.loads(nb_file.read_text())["cells"]
     graded = next(i for i, c in enumerate(cells) if c["metadata"].get("exercise") == GRADED)
@@ -230,7 +239,7 @@ def test_exercise_answer_typed_in_the_editor_scores(server, browser_page) -> Non
     assert "heapq.heapreplace" in "".join(nb["cells"][graded]["source"]), "the answer was not saved"
 
 
-def test_book_page_reads_offline(server, browser_page, tmp_path) -> None:
+def _book_page_reads_offline(server: dict, page, tmp_path: Path) -> None:
     executed = server["served"] / "notebooks" / TEACHING
     nb = json.loads(executed.read_text())
     if not any(c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code"):
@@ -239,8 +248,10 @@ def test_book_page_reads_offline(server, browser_page, tmp_path) -> None:
     assert index.exists()
     page_file = index.parent / "notebooks" / TEACHING.replace(".ipynb", ".html")
     assert page_file.exists(), "no page for the chapter"
+    home = index.read_text(encoding="utf-8")
+    missing = [title for _, title in CHAPTERS.values() if html.escape(title) not in home]
+    assert not missing, f"the home page's chapter table lacks {missing}"
     assert not book.offline_problems(index.parent)
-    page = browser_page
     page.goto(page_file.as_uri())
     page.wait_for_function(
         "() => document.querySelector('.MathJax, .MathJax_CHTML, .MathJax_Display, mjx-container')"
