@@ -193,15 +193,18 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
              negatives: Sequence[Sequence[str]] | None = None, epochs: int = 1,
              batch_size: int = 32, lr: float = 5e-5, temperature: float = 0.05,
              max_seq_length: int = 128, query_prefix: str = "", doc_prefix: str = "",
-             matryoshka_dims: Sequence[int] | None = None, seed: int = 0,
-             device: str | None = None, cache: bool = True, progress: bool = True) -> FineTuned:
+             matryoshka_dims: Sequence[int] | None = None, train_layers: int | None = None,
+             seed: int = 0, device: str | None = None, cache: bool = True,
+             progress: bool = True) -> FineTuned:
     """Fine-tune a copy of ``base`` (all-MiniLM-L6-v2 by default) as a siamese bi-encoder.
 
     Every step embeds a batch of queries and their documents (and each pair's ``negatives``,
     e.g. BM25-mined) with the same weights and minimises ``info_nce`` at ``temperature``
     (in-batch negatives; with ``matryoshka_dims``, the sum of ``info_nce`` over those prefixes,
     ``MatryoshkaLoss``). One pass over the shuffled pairs per epoch, AdamW at ``lr`` with a
-    linear warm-up over the first tenth of the steps. ``base`` is never modified.
+    linear warm-up over the first tenth of the steps. With ``train_layers``, only the top that
+    many transformer layers learn (the embeddings and the lower layers stay frozen, which makes
+    each step cheaper on a CPU). ``base`` is never modified.
     """
     from tqdm.auto import tqdm
 
@@ -219,6 +222,9 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
                          f"pairs), got {batch_size}")
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
+    if train_layers is not None and (isinstance(train_layers, bool) or
+                                     not isinstance(train_layers, int) or train_layers < 1):
+        raise ValueError(f"train_layers must be None or a positive integer, got {train_layers!r}")
     if matryoshka_dims is not None and negs is not None:
         raise ValueError("matryoshka_dims and negatives cannot be combined here")
     device = device or default_device()
@@ -227,7 +233,7 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
              "epochs": epochs, "batch_size": batch_size, "lr": lr, "temperature": temperature,
              "max_seq_length": max_seq_length, "query_prefix": query_prefix,
              "doc_prefix": doc_prefix, "matryoshka_dims": list(matryoshka_dims or []),
-             "seed": seed}
+             "train_layers": train_layers, "seed": seed}
     key = _key(parts, [q, d] + ([] if negs is None else [[t for n in negs for t in n]]))
     model = copy.deepcopy(base).to(device)
     model.max_seq_length = max_seq_length
@@ -247,7 +253,16 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
     torch.manual_seed(seed)
     n_batches = len(q) // batch_size
     steps = n_batches * epochs
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    if train_layers is not None:
+        layers = model[0].auto_model.encoder.layer
+        if train_layers > len(layers):
+            raise ValueError(f"train_layers must be at most {len(layers)}, got {train_layers}")
+        for prm in model.parameters():
+            prm.requires_grad_(False)
+        for layer in layers[len(layers) - train_layers:]:
+            for prm in layer.parameters():
+                prm.requires_grad_(True)
+    opt = torch.optim.AdamW([prm for prm in model.parameters() if prm.requires_grad], lr=lr)
     warm = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(      # linear warm-up, then linear decay
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / (steps - warm + 1)))
@@ -297,6 +312,8 @@ class CrossEncoder(torch.nn.Module):
         self.tokenizer = base.tokenizer
         self.max_length = max_length
         self.head = torch.nn.Linear(self.transformer.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)      # every pair starts at score 0: with a prior
+        torch.nn.init.zeros_(self.head.bias)        # (below) the first ranking is the prior's
 
     @property
     def device(self) -> torch.device:
@@ -330,14 +347,19 @@ class CrossEncoder(torch.nn.Module):
 def train_cross_encoder(queries: Sequence[str], docs: Sequence[str],
                         negatives: Sequence[Sequence[str]], *, base=None, batch_size: int = 16,
                         lr: float = 5e-5, head_lr: float = 1e-3, max_length: int = 128,
-                        epochs: int = 1, seed: int = 0,
+                        epochs: int = 1, seed: int = 0, prior=None,
                         device: str | None = None, cache: bool = True, progress: bool = True
                         ) -> FineTuned:
     """Train a :class:`CrossEncoder` from MiniLM's weights: for each query, softmax
     cross-entropy over the scores of (its document, its negatives), the document being class 0.
     The transformer learns at ``lr``, the new linear head (which starts from random weights) at
     ``head_lr``. Returns a :class:`FineTuned` (the model, the training seconds, the loss per
-    step); the weights are cached under ``$EMBEDLAB_DATA`` like :func:`finetune`'s."""
+    step); the weights are cached under ``$EMBEDLAB_DATA`` like :func:`finetune`'s.
+
+    ``prior``, an (n, 1 + m) array, is added to the logits of each query's (document,
+    negatives): a first-stage score such as the bi-encoder's cosine / 0.05. The cross-encoder
+    then learns a correction to that ranking (give the same prior to :func:`rerank`); its head
+    starts at zero, so before training it ranks exactly as the prior does."""
     from tqdm.auto import tqdm
 
     from embedlab.data import cache_dir
@@ -354,10 +376,17 @@ def train_cross_encoder(queries: Sequence[str], docs: Sequence[str],
         raise ValueError(f"lr and head_lr must be > 0, got {lr} and {head_lr}")
     device = device or default_device()
     base = base if base is not None else load_model(device=device)
-    parts = {"v": 1, "kind": "cross-encoder", "base": fingerprint(base), "epochs": epochs,
+    m = 1 + len(negs[0])
+    if prior is not None:
+        prior = np.asarray(prior, dtype=np.float32)
+        if prior.shape != (len(q), m) or not np.isfinite(prior).all():
+            raise ValueError(f"prior must be a finite array of shape ({len(q)}, {m}), "
+                             f"got {prior.shape}")
+    parts = {"v": 2, "kind": "cross-encoder", "base": fingerprint(base), "epochs": epochs,
              "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "max_length": max_length,
              "seed": seed}
-    key = _key(parts, [q, d, [t for n in negs for t in n]])
+    key = _key(parts, [q, d, [t for n in negs for t in n]] +
+               ([] if prior is None else [[hashlib.sha256(prior.tobytes()).hexdigest()]]))
     path = cache_dir() / "derived" / f"minilm-ce-{key}.pt"
     torch.manual_seed(seed)
     model = CrossEncoder(base, max_length=max_length).to(device)
@@ -369,7 +398,6 @@ def train_cross_encoder(queries: Sequence[str], docs: Sequence[str],
     opt = torch.optim.AdamW([{"params": model.transformer.parameters(), "lr": lr},
                              {"params": model.head.parameters(), "lr": head_lr}])
     gen = torch.Generator().manual_seed(seed)
-    m = 1 + len(negs[0])
     steps = (len(q) // batch_size) * epochs
     losses: list[float] = []
     model.train()
@@ -382,6 +410,8 @@ def train_cross_encoder(queries: Sequence[str], docs: Sequence[str],
             qs = [q[i] for i in idx for _ in range(m)]
             ds = [t for i in idx for t in [d[i], *negs[i]]]
             logits = model(qs, ds).reshape(len(idx), m)
+            if prior is not None:
+                logits = logits + torch.from_numpy(prior[idx]).to(logits.device)
             loss = F.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long,
                                                        device=logits.device))
             opt.zero_grad()
@@ -402,9 +432,10 @@ def train_cross_encoder(queries: Sequence[str], docs: Sequence[str],
 
 
 def rerank(cross_encoder: CrossEncoder, queries: Sequence[str], docs: Sequence[str],
-           candidates: np.ndarray, batch_size: int = 64) -> np.ndarray:
+           candidates: np.ndarray, batch_size: int = 64, prior=None) -> np.ndarray:
     """Re-order each query's ``candidates`` (an (nq, k) array of indices into ``docs``) by the
-    cross-encoder's score, best first. Returns an (nq, k) array of document indices."""
+    cross-encoder's score (plus ``prior``, an (nq, k) array of first-stage scores, when the
+    cross-encoder was trained with one), best first. Returns an (nq, k) array of indices."""
     q = _check_texts(queries, "queries")
     d = _check_texts(docs, "docs")
     c = np.asarray(candidates)
@@ -413,8 +444,13 @@ def rerank(cross_encoder: CrossEncoder, queries: Sequence[str], docs: Sequence[s
     if c.size and (c.min() < 0 or c.max() >= len(d)):
         raise ValueError(f"candidates must index docs, in [0, {len(d)})")
     s = cross_encoder.score([q[i] for i in range(len(q)) for _ in range(c.shape[1])],
-                            [d[j] for j in c.ravel()], batch_size=batch_size)
-    order = np.argsort(-s.reshape(c.shape), axis=1, kind="stable")
+                            [d[j] for j in c.ravel()], batch_size=batch_size).reshape(c.shape)
+    if prior is not None:
+        prior = np.asarray(prior, dtype=np.float64)
+        if prior.shape != c.shape:
+            raise ValueError(f"prior must have the candidates' shape {c.shape}, got {prior.shape}")
+        s = s + prior
+    order = np.argsort(-s, axis=1, kind="stable")
     return np.take_along_axis(c, order, axis=1)
 
 

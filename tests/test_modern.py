@@ -221,3 +221,35 @@ def test_mteb_sts_matches_our_spearman(tiny):
     assert abs(scores["cosine_spearman"] - ours) < 1e-6, (scores["cosine_spearman"], ours)
     with pytest.raises(ValueError, match="equally long"):
         modern.mteb_sts_task(a, b, human[:3])
+
+
+def test_finetune_train_layers_freezes_the_rest(tiny):
+    ft = modern.finetune(QUERIES, DOCS, base=tiny, batch_size=4, epochs=1, lr=1e-2,
+                         train_layers=1, device="cpu", progress=False, cache=False)
+    before, after = tiny[0].auto_model, ft.model[0].auto_model
+    assert torch.equal(before.embeddings.word_embeddings.weight,
+                       after.embeddings.word_embeddings.weight)
+    assert torch.equal(before.encoder.layer[0].output.dense.weight,
+                       after.encoder.layer[0].output.dense.weight)
+    assert not torch.equal(before.encoder.layer[1].output.dense.weight,
+                           after.encoder.layer[1].output.dense.weight)
+    with pytest.raises(ValueError, match="train_layers must be at most 2"):
+        modern.finetune(QUERIES, DOCS, base=tiny, batch_size=4, train_layers=3, cache=False)
+
+
+def test_cross_encoder_with_a_prior_starts_at_the_prior(tiny):
+    negs = [[DOCS[(i + 3) % len(DOCS)]] for i in range(len(DOCS))]
+    prior = np.tile([[3.0, 0.0]], (len(DOCS), 1))
+    ce = modern.train_cross_encoder(QUERIES, DOCS, negs, base=tiny, batch_size=4, epochs=1,
+                                    prior=prior, device="cpu", progress=False, cache=False)
+    # the head starts at zero: the first loss is the prior's own cross-entropy
+    assert ce.losses[0] == pytest.approx(float(np.log1p(np.exp(-3.0))), abs=1e-5)
+    with pytest.raises(ValueError, match="prior must be a finite array of shape"):
+        modern.train_cross_encoder(QUERIES, DOCS, negs, base=tiny, batch_size=4, prior=prior[:3],
+                                   cache=False)
+    cand = np.array([[0, 1, 2], [3, 4, 5]])
+    flat = modern.rerank(ce.model, QUERIES[:2], DOCS, cand, prior=np.array([[0.0, 0.0, 9.0],
+                                                                            [9.0, 0.0, 0.0]]))
+    assert flat[0, 0] == 2 and flat[1, 0] == 3, "a large prior decides the order"
+    with pytest.raises(ValueError, match="prior must have the candidates' shape"):
+        modern.rerank(ce.model, QUERIES[:2], DOCS, cand, prior=np.zeros((2, 2)))

@@ -1,4 +1,5 @@
-"""Checks for chapter 04: masked mean pooling and the frequency-weighted (SIF) sentence vector."""
+"""Checks for chapter 04: masked mean pooling, the frequency-weighted (SIF) sentence vector, nDCG@k
+(against scikit-learn) and one fine-tuning step with hard negatives (against autograd)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,127 @@ def _(fn):
     got = _as_array(fn(ids_list, vectors, counts, a=1e6))
     plain = np.stack([vectors[ids].mean(0) for ids in ids_list])
     assert np.allclose(got, plain, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- 04.ndcg
+ndcg_ex = exercise("04.ndcg", name="ndcg_at_k", points=3)
+
+
+def _fresh() -> np.random.Generator:
+    return np.random.default_rng()
+
+
+def _graded(rng: np.random.Generator, n_queries: int, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh random scores and graded relevance (0 to 3), every query with a relevant document."""
+    scores = rng.normal(size=(n_queries, n_docs))
+    rel = rng.integers(0, 4, size=(n_queries, n_docs)) * (rng.random((n_queries, n_docs)) < 0.3)
+    rel[np.arange(n_queries), rng.integers(0, n_docs, n_queries)] = rng.integers(1, 4, n_queries)
+    return scores, rel.astype(float)
+
+
+@ndcg_ex.check("matches sklearn.metrics.ndcg_score on random graded relevance: gain rel_i, "
+               "discount 1/log2(i + 1), divided by the ideal DCG, averaged over queries")
+def _(fn):
+    from sklearn.metrics import ndcg_score
+
+    rng = _fresh()
+    for k in (1, 3, 10):
+        scores, rel = _graded(rng, int(rng.integers(3, 9)), int(rng.integers(12, 30)))
+        got = float(fn(scores, rel, k))
+        want = float(ndcg_score(rel, scores, k=k))
+        assert abs(got - want) < 1e-9, f"k={k}: got {got}, sklearn gives {want}"
+
+
+@ndcg_ex.check("one relevant document at rank r gives 1/log2(r + 1) inside the top k, 0 outside")
+def _(fn):
+    rng = _fresh()
+    n = int(rng.integers(15, 25))
+    r = int(rng.integers(1, 11))
+    scores = -np.arange(n, dtype=float)[None]           # document i is ranked i + 1
+    rel = np.zeros((1, n))
+    rel[0, r - 1] = 1.0
+    got = float(fn(scores, rel, 10))
+    assert abs(got - 1 / np.log2(r + 1)) < 1e-9, f"rank {r}: got {got}, want {1 / np.log2(r + 1)}"
+    rel = np.zeros((1, n))
+    rel[0, 12] = 1.0
+    assert abs(float(fn(scores, rel, 10))) < 1e-12, "a relevant document at rank 13 adds nothing"
+
+
+@ndcg_ex.check("raises ValueError for a query with no relevant document (nDCG is undefined) "
+               "and for k < 1")
+def _(fn):
+    from embedlab.checks import must_raise
+
+    scores, rel = _graded(_fresh(), 3, 12)
+    rel[1] = 0.0
+    must_raise(fn, scores, rel, 5)
+    scores, rel = _graded(_fresh(), 3, 12)
+    must_raise(fn, scores, rel, 0)
+
+
+# --------------------------------------------------------------------------- 04.hard_step
+hard_step = exercise("04.hard_step", name="hard_negative_step", points=3)
+
+
+def _tiny(seed: int, d_in: int, d_out: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(d_in, 16), torch.nn.Tanh(),
+                               torch.nn.Linear(16, d_out)).double()
+
+
+def _reference_loss(model, q, p, n, temperature):
+    """The loss written out by hand: log-softmax over [positives; negatives] of every row."""
+    a = model(q)
+    c = torch.cat([model(p), model(n)])
+    a = a / torch.sqrt((a * a).sum(1, keepdim=True))
+    c = c / torch.sqrt((c * c).sum(1, keepdim=True))
+    logits = (a @ c.T) / temperature
+    b = len(q)
+    return -(logits[torch.arange(b), torch.arange(b)] - torch.log(torch.exp(logits).sum(1))).mean()
+
+
+def _setup():
+    rng = _fresh()
+    seed = int(rng.integers(1 << 30))
+    b, d_in = int(rng.integers(4, 9)), int(rng.integers(5, 12))
+    g = torch.Generator().manual_seed(seed)
+    q, p, n = (torch.randn(b, d_in, generator=g, dtype=torch.float64) for _ in range(3))
+    tau = float(rng.choice([0.05, 0.1, 0.5]))
+    return seed, d_in, q, p, n, tau
+
+
+@hard_step.check("returns the loss before the step: info_nce over 2B candidates per anchor "
+                 "(every row's positive and every row's hard negative), embedded by the same "
+                 "model and L2-normalised")
+def _(fn):
+    seed, d_in, q, p, n, tau = _setup()
+    model = _tiny(seed, d_in, 6)
+    want = float(_reference_loss(_tiny(seed, d_in, 6), q, p, n, tau))
+    got = float(fn(model, torch.optim.SGD(model.parameters(), lr=0.1), q, p, n, tau))
+    assert abs(got - want) < 1e-8, f"loss {got}, expected {want}"
+
+
+@hard_step.check("takes exactly one optimiser step on that loss: the weights must equal one SGD "
+                 "step of autograd on the reference loss (zero the old gradients first)")
+def _(fn):
+    seed, d_in, q, p, n, tau = _setup()
+    ref = _tiny(seed, d_in, 6)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05)
+    opt.zero_grad()
+    _reference_loss(ref, q, p, n, tau).backward()
+    opt.step()
+    model = _tiny(seed, d_in, 6)
+    for prm in model.parameters():                    # stale gradients the step must clear
+        prm.grad = torch.ones_like(prm)
+    fn(model, torch.optim.SGD(model.parameters(), lr=0.05), q, p, n, tau)
+    for (name, a), b in zip(model.named_parameters(), ref.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-10), f"parameter {name} differs after the step"
+
+
+@hard_step.check("the step lowers the loss on the same batch (a small learning rate)")
+def _(fn):
+    seed, d_in, q, p, n, tau = _setup()
+    model = _tiny(seed, d_in, 6)
+    before = float(fn(model, torch.optim.SGD(model.parameters(), lr=1e-3), q, p, n, tau))
+    after = float(_reference_loss(model, q, p, n, tau))
+    assert after < before, f"loss {before} before the step, {after} after"
