@@ -156,7 +156,6 @@ def stage(src: Path, staging: Path, root: Path = ROOT, only: list[str] | None = 
     if report.exists():
         (staging / "report.md").write_text(report.read_text(encoding="utf-8"), encoding="utf-8")
         nav.append({"Course report": "report.md"})
-    _copy_mathjax(staging / "assets" / "mathjax")
     return {"nav": nav, "chapters": chapters}
 
 
@@ -167,7 +166,9 @@ def _copy_mathjax(dst: Path) -> None:
         raise BookError("the book needs a local MathJax: `make setup` installs "
                         "jupyter-server-mathjax from requirements.lock") from exc
     static = Path(jupyter_server_mathjax.__file__).parent / "static"
-    shutil.copytree(static, dst)
+    # English only, and no accessibility explorer (a menu option): a third of the files
+    shutil.copytree(static, dst, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("localization", "a11y"))
 
 
 # --------------------------------------------------------------------------- offline
@@ -227,6 +228,7 @@ def build_book(src: str | Path = "build/course", out: str | Path = "build/book",
     if jupyter is not None:
         jupyter.config["cache_dir"] = str(out.parent / f"{out.name}-cache")
     build(cfg)
+    _copy_mathjax(out / "assets" / "mathjax")  # after the build, which empties the site folder
     strip_cdn_loaders(out)
     problems = offline_problems(out)
     if problems:

@@ -51,6 +51,21 @@ def lab_env(base: dict | None = None) -> dict:
     return env
 
 
+def kernel_config():
+    """The kernel-manager part of the course's Jupyter settings, as a traitlets ``Config``.
+
+    Anything that starts kernels itself (papermill, nbclient) can pass it on, e.g.
+    ``papermill.execute_notebook(..., config=kernel_config())``, so those kernels are encrypted
+    too and print no unencrypted-TCP warning.
+    """
+    import json
+
+    from traitlets.config import Config
+
+    settings = json.loads((CONFIG_DIR / "jupyter_server_config.json").read_text(encoding="utf-8"))
+    return Config({"KernelManager": settings["KernelManager"]})
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     preferred = int(os.environ.get("LAB_PORT", DEFAULT_PORT))

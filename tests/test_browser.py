@@ -26,6 +26,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -273,6 +274,16 @@ def test_book_links_point_at_pages() -> None:
     assert book.rewrite_links(text) == ("[glossary](../docs/glossary.html#tau), [ch](01_x.html), "
                                         "[ex](../exercises/01_x.ipynb)")
     assert book.rewrite_links("[web](https://example.org/a.md)") == "[web](https://example.org/a.md)"
+
+
+def test_kernels_are_encrypted_by_configuration() -> None:
+    import zmq
+
+    assert zmq.has("curve"), "pyzmq without CurveZMQ: kernels would fall back to plain TCP"
+    assert lab.kernel_config().KernelManager.transport_encryption == "auto"
+    spec = json.loads((Path(sys.prefix) / "share" / "jupyter" / "kernels" / "embedlab" /
+                       "kernel.json").read_text())
+    assert "curve" in spec["metadata"]["supported_encryption"]
 
 
 def test_lab_port_busy_picks_another() -> None:
