@@ -129,7 +129,7 @@ def _server(home: Path):
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=served)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{base}/api/status?token={token}", 60, proc, log)
+        _wait_http(f"{base}/api/status?token={token}", 120, proc, log)
         yield {"base": base, "token": token, "served": served, "home": home, "log": log}
     finally:
         proc.terminate()
@@ -200,7 +200,7 @@ def test_jupyterlab_and_the_book_in_a_browser(tmp_path) -> None:
 
 def _teaching_notebook_runs(server: dict, page) -> None:
     _open(page, server, f"notebooks/{TEACHING}")
-    nb = _run_all_and_save(page, server["served"] / "notebooks" / TEACHING, 120)
+    nb = _run_all_and_save(page, server["served"] / "notebooks" / TEACHING, 240)
     page.screenshot(path=str(SHOTS / "lab_teaching_notebook.png"))
     assert not _tracebacks(page), f"a cell shows a traceback: {_tracebacks(page)[0][:2000]}"
     codes = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -229,7 +229,7 @@ def _exercise_answer_typed_in_the_editor_scores(server: dict, page) -> None:
     page.keyboard.press("Delete")
     page.keyboard.insert_text(ANSWER)  # the editor's own text input, as a paste or an IME does
     assert "heapq.heapreplace" in editor.inner_text()
-    nb = _run_all_and_save(page, nb_file, 90)
+    nb = _run_all_and_save(page, nb_file, 180)
     out = page.locator(f"{VISIBLE_NB} .jp-Cell").nth(check)
     out.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "lab_exercise_checked.png"))
