@@ -1,62 +1,15 @@
-"""Checks for chapter 07: ranking by each metric, row normalisation, rank flips, metric choice."""
+"""Checks for chapter 07: row normalisation (warm-up), and maximum inner product search reduced to
+a Euclidean nearest-neighbour scan (the build).
+
+References are brute force in float64 (``Q @ X.T``, explicit norms), on random data drawn afresh
+on every run.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from embedlab.checks import exercise, must_raise
-from embedlab.geometry import cosine as _cosine
-from embedlab.geometry import dot as _dot
-from embedlab.geometry import euclidean as _euclidean
-from embedlab.geometry import normalize as _normalize
-
-
-def _ids(x) -> list[int]:
-    return [int(i) for i in np.asarray(x).ravel()]
-
-
-# --------------------------------------------------------------------------- 07.rank
-rk = exercise("07.rank", name="rank", points=4)
-
-_Q = np.array([1.0, 0.0])
-_C = np.array([[0.3, 0.0], [3.0, 3.0], [1.0, 0.6]])  # A, B, C of the chapter
-
-
-@rk.check("on the chapter's A, B, C: cosine ranks A first, dot B first, l2 C first")
-def _(fn):
-    assert _ids(fn(_Q, _C, "cosine"))[0] == 0, "cosine ignores length: A points the same way"
-    assert _ids(fn(_Q, _C, "dot"))[0] == 1, "the dot product rewards the long vector B"
-    assert _ids(fn(_Q, _C, "l2"))[0] == 2, "l2 ranks by smallest distance: C is nearest"
-
-
-@rk.check("returns every row index, best first, like sorting embedlab.geometry's scores")
-def _(fn):
-    rng = np.random.default_rng(7)
-    x = rng.normal(size=(200, 8)) * rng.uniform(0.2, 4, size=(200, 1))
-    q = rng.normal(size=8)
-    want = {"cosine": np.argsort(-_cosine(q, x), kind="stable"),
-            "dot": np.argsort(-_dot(q, x), kind="stable"),
-            "l2": np.argsort(_euclidean(q, x), kind="stable")}
-    for metric, order in want.items():
-        got = _ids(fn(q, x, metric))
-        assert len(got) == 200, f"{metric}: returned {len(got)} indices for 200 rows"
-        assert got == order.tolist(), f"{metric}: order differs at rank " \
-            f"{next(i for i, (a, b) in enumerate(zip(got, order, strict=True)) if a != b)}"
-
-
-@rk.check("on unit vectors all three metrics give the same order (||a-b||^2 = 2 - 2 cos)")
-def _(fn):
-    rng = np.random.default_rng(8)
-    u = _normalize(rng.normal(size=(100, 6)))
-    q = _normalize(rng.normal(size=6))
-    a, b, c = (_ids(fn(q, u, m)) for m in ("cosine", "dot", "l2"))
-    assert a == b == c
-
-
-@rk.check("an unknown metric raises ValueError")
-def _(fn):
-    must_raise(fn, _Q, _C, "manhattan")
-
 
 # --------------------------------------------------------------------------- 07.normalize_rows
 nr = exercise("07.normalize_rows", name="normalize_rows", points=3)
@@ -66,17 +19,21 @@ nr = exercise("07.normalize_rows", name="normalize_rows", points=3)
 def _(fn):
     x = np.array([[3.0, 4.0], [0.0, -2.0], [1e-3, 1e-3]])
     got = np.asarray(fn(x), dtype=np.float64)
-    np.testing.assert_allclose(got, _normalize(x), atol=1e-7)
+    np.testing.assert_allclose(got, [[0.6, 0.8], [0.0, -1.0], [2 ** -0.5, 2 ** -0.5]], atol=1e-7)
+    rng = np.random.default_rng()
+    y = rng.normal(size=(40, 7)) * rng.uniform(0.01, 100, size=(40, 1))
+    lengths = np.sqrt((y ** 2).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(np.asarray(fn(y), dtype=np.float64), y / lengths, atol=1e-9)
 
 
 @nr.check("keeps float32 input float32 and does not modify its input")
 def _(fn):
-    x = np.random.default_rng(9).normal(size=(50, 4)).astype(np.float32)
+    x = np.random.default_rng().normal(size=(50, 4)).astype(np.float32)
     before = x.copy()
     got = np.asarray(fn(x))
     assert got.dtype == np.float32, f"dtype {got.dtype}; divide without upcasting"
     np.testing.assert_array_equal(x, before)
-    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.sqrt((got.astype(np.float64) ** 2).sum(1)), 1.0, rtol=1e-5)
 
 
 @nr.check("a zero row raises ValueError (no NaN)")
@@ -84,59 +41,93 @@ def _(fn):
     must_raise(fn, np.array([[1.0, 1.0], [0.0, 0.0]]))
 
 
-# --------------------------------------------------------------------------- 07.rank_flips
-rf = exercise("07.rank_flips", name="rank_flips", points=3)
+# --------------------------------------------------------------------------- 07.mips
+mips = exercise("07.mips", name="MipsAsL2", points=6)
 
 
-def _flips(ref: np.ndarray, test: np.ndarray, k: int) -> int:
-    a = np.argsort(-ref, axis=1, kind="stable")[:, :k]
-    b = np.argsort(-test, axis=1, kind="stable")[:, :k]
-    return int((a != b).sum())
+def _data(rng, n=800, d=12):
+    """Rows whose norms vary over two orders of magnitude, as item vectors' do."""
+    return rng.normal(size=(n, d)) * rng.lognormal(0.0, 1.0, size=(n, 1))
 
 
-@rf.check("identical scores give 0 flips; one swap of neighbours 1 and 2 gives 2 flips")
-def _(fn):
-    ref = np.array([[0.9, 0.5, 0.8, 0.1]])
-    assert int(fn(ref, ref.copy(), 3)) == 0
-    swapped = np.array([[0.9, 0.81, 0.8, 0.1]])  # row order: 0, 1, 2 instead of 0, 2, 1
-    assert int(fn(ref, swapped, 3)) == 2
+def _mips_truth(Q, X, k):
+    scores = Q @ X.T
+    ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, ids, axis=1), ids
 
 
-@rf.check("counts positions among the top k only, summed over all query rows")
-def _(fn):
-    rng = np.random.default_rng(10)
-    ref = rng.normal(size=(30, 400))
-    test = ref + rng.normal(scale=0.02, size=ref.shape)
-    for k in (1, 5, 10):
-        assert int(fn(ref, test, k)) == _flips(ref, test, k), f"k={k}"
+def _result(out, nq, k):
+    scores, ids = (np.asarray(a) for a in out)
+    assert ids.shape == (nq, k) and scores.shape == (nq, k), (
+        f"search must return (scores, ids) of shape ({nq}, {k}) each, got {scores.shape} and "
+        f"{ids.shape}")
+    return scores.astype(np.float64), ids.astype(np.int64)
 
 
-@rf.check("raise ValueError for k < 1 or mismatched shapes")
-def _(fn):
-    ref = np.zeros((2, 5))
-    must_raise(fn, ref, ref, 0)
-    must_raise(fn, ref, np.zeros((2, 6)), 3)
+@mips.check("lifts every base row to the same norm R, the largest norm, keeping its first d "
+            "coordinates")
+def _(cls):
+    rng = np.random.default_rng()
+    X = _data(rng)
+    index = cls(X)
+    base = np.asarray(index.base, dtype=np.float64)
+    assert base.shape == (len(X), X.shape[1] + 1), (
+        f"base: shape {base.shape}, expected one extra column")
+    np.testing.assert_allclose(base[:, :-1], X, atol=1e-9)
+    R = np.sqrt((X ** 2).sum(1)).max()
+    np.testing.assert_allclose(np.sqrt((base ** 2).sum(1)), R, rtol=1e-9)
+    q = np.asarray(index.lift_query(X[0]), dtype=np.float64)
+    assert q.shape == (X.shape[1] + 1,) and q[-1] == 0.0, "the lifted query ends in a 0"
 
 
-# --------------------------------------------------------------------------- 07.choose_metric
-cmx = exercise("07.choose_metric", name="choose_metric", points=2)
+@mips.check("the nearest lifted rows are the largest inner products: ids and scores of brute "
+            "force Q @ X.T, best first")
+def _(cls):
+    rng = np.random.default_rng()
+    X, Q = _data(rng), _data(rng, n=60)
+    index = cls(X)
+    for k in (1, 10):
+        scores, ids = _result(index.search(Q, k), len(Q), k)
+        want_s, want_i = _mips_truth(Q, X, k)
+        bad = np.flatnonzero((ids != want_i).any(axis=1))
+        assert not len(bad), f"k={k}: {len(bad)} queries differ from brute force (first {bad[0]})"
+        np.testing.assert_allclose(scores, want_s, rtol=1e-7, atol=1e-7)
 
 
-@cmx.check("unit-length sentence embeddings: all metrics agree, so take the cheapest one")
-def _(fn):
-    assert fn("minilm_unit_vectors") == "dot"
+@mips.check("does not lose the long vectors: plain L2 search on the raw rows would (the reduction "
+            "is needed)")
+def _(cls):
+    rng = np.random.default_rng()
+    X, Q = _data(rng), _data(rng, n=40)
+    _, ids = _result(cls(X).search(Q, 5), len(Q), 5)
+    _, want = _mips_truth(Q, X, 5)
+    d2 = ((Q[:, None, :] - X[None]) ** 2).sum(-1)
+    plain = np.argsort(d2, axis=1, kind="stable")[:, :5]
+    assert (ids == want).all(), "the answer is not the maximum inner product"
+    assert (plain != want).any(), "on this draw raw L2 agreed with MIPS; run the check again"
 
 
-@cmx.check("GloVe words, norms track frequency, you want meaning: ignore the length")
-def _(fn):
-    assert fn("glove_meaning") == "cosine"
+@mips.check("searches in blocks: block=7 gives the same answer as one big block; k = n works")
+def _(cls):
+    rng = np.random.default_rng()
+    X, Q = _data(rng, n=120), _data(rng, n=30)
+    index = cls(X)
+    a = _result(index.search(Q, 10, block=7), len(Q), 10)
+    b = _result(index.search(Q, 10, block=1000), len(Q), 10)
+    assert (a[1] == b[1]).all(), "the block size changes the answer"
+    _, full = _result(index.search(Q[:3], len(X)), 3, len(X))
+    assert (full == _mips_truth(Q[:3], X, len(X))[1]).all(), "k = n: not every row, best first"
 
 
-@cmx.check("a two-tower recommender trained with the dot product: use what it was trained for")
-def _(fn):
-    assert fn("two_tower_dot_trained") == "dot"
-
-
-@cmx.check("shops as (x, y) positions in km, nearest shop on foot: a real distance")
-def _(fn):
-    assert fn("shops_on_a_map") == "l2"
+@mips.check("ties (duplicate rows) go to the lower id; k < 1 or k > n raises ValueError")
+def _(cls):
+    rng = np.random.default_rng()
+    X = _data(rng, n=50)
+    u = rng.normal(size=X.shape[1])
+    u /= np.sqrt((u ** 2).sum())
+    X[[5, 10, 30, 31]] = 100.0 * u  # four copies of the longest row, along the query
+    index = cls(X)
+    _, ids = _result(index.search(u[None], 4), 1, 4)
+    assert ids[0].tolist() == [5, 10, 30, 31], f"got {ids[0].tolist()}"
+    must_raise(index.search, X[:2], 0)
+    must_raise(index.search, X[:2], 51)

@@ -1,12 +1,16 @@
-"""Checks for chapter 08: the k-means assignment step and IVF probing (choose, scan, merge)."""
+"""Checks for chapter 08: the k-means assignment step (warm-up), and an IVF index built from
+scratch: k-means with empty-cluster repair, the inverted lists, and search with nprobe.
+
+The references are brute force in float64 and scikit-learn's k-means; every run draws fresh
+random data. One check forces an empty cluster (most rows are copies of one point, so several
+initial centroids coincide).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from embedlab.checks import exercise
-from embedlab.index import IVFIndex
-from embedlab.index.kmeans import assign as _assign_reference
 
 
 def _labels(result) -> np.ndarray:
@@ -19,12 +23,12 @@ assign = exercise("08.assign", name="assign_step", points=3)
 
 @assign.check("returns, for each row of x, the index of the nearest centroid (squared L2)")
 def _(fn):
-    rng = np.random.default_rng(8)
+    rng = np.random.default_rng()
     x = rng.standard_normal((400, 6)).astype(np.float32)
     c = rng.standard_normal((9, 6)).astype(np.float32)
     got = _labels(fn(x, c))
     assert got.shape == (400,), f"expected 400 labels, got shape {got.shape}"
-    want = _assign_reference(x, c)[0]
+    want = ((x[:, None, :].astype(np.float64) - c[None, :, :]) ** 2).sum(-1).argmin(axis=1)
     assert (got == want).mean() > 0.995, f"{(got != want).sum()} of 400 labels differ"
 
 
@@ -44,48 +48,124 @@ def _(fn):
     assert _labels(fn(x, c)).tolist() == [0]
 
 
-# --------------------------------------------------------------------------- 08.ivf_probe
-probe = exercise("08.ivf_probe", name="ivf_search", points=4)
+# --------------------------------------------------------------------------- 08.ivf
+ivf = exercise("08.ivf", name="IVF", points=6)
 
 
-def _ivf_case(seed=0, n=3000, d=16, nlist=12):
-    rng = np.random.default_rng(seed)
-    xb = rng.standard_normal((n, d)).astype(np.float32)
-    idx = IVFIndex(d, nlist=nlist, metric="ip", seed=seed)
-    idx.train(xb)
-    idx.add(xb)
-    lists = [idx.ids[idx.offsets[i]:idx.offsets[i + 1]].copy() for i in range(nlist)]
-    q = rng.standard_normal((20, d)).astype(np.float32)
-    return idx, xb, lists, q
+def _data(rng, n=2000, d=12):
+    return rng.normal(size=(n, d)) * rng.uniform(0.5, 2.0, size=d)
 
 
-def _ids(result) -> list[int]:
-    return [int(i) for i in np.asarray(result).ravel()]
+def _brute(xb, q, k):
+    d = ((xb[None, :, :] - q[:, None, :]) ** 2).sum(-1)
+    ids = np.lexsort((np.broadcast_to(np.arange(len(xb)), d.shape), d), axis=1)[:, :k]
+    return np.take_along_axis(d, ids, axis=1), ids
 
 
-@probe.check("probes the nprobe lists whose centroids have the largest inner product with q, "
-             "and returns the same ids as IVFIndex.search")
-def _(fn):
-    idx, xb, lists, q = _ivf_case()
-    for nprobe in (1, 3):
-        _, want = idx.search(q, 10, nprobe=nprobe)
+def _built(cls, x, nlist, niter=10, seed=0):
+    index = cls(nlist, niter=niter, seed=seed)
+    index.train(x)
+    index.add(x)
+    c = np.asarray(index.centroids, dtype=np.float64)
+    assert c.shape == (nlist, x.shape[1]), (
+        f"centroids: expected {(nlist, x.shape[1])}, got {c.shape}")
+    assert np.isfinite(c).all(), "some centroids are NaN or inf (the mean of an empty cluster?)"
+    assert len(index.lists) == nlist, f"expected {nlist} inverted lists, got {len(index.lists)}"
+    return index, c
+
+
+def _result(out, k):
+    dist, ids = out
+    ids = np.asarray(ids).ravel().astype(np.int64)
+    dist = np.asarray(dist, dtype=np.float64).ravel()
+    assert ids.shape == (k,) and dist.shape == (k,), (
+        f"search must return (distances, ids) of shape ({k},), got {dist.shape} and {ids.shape}")
+    return dist, ids
+
+
+@ivf.check("train() runs k-means: its inertia is close to scikit-learn's KMeans on the same data")
+def _(cls):
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng()
+    x = _data(rng)
+    _, c = _built(cls, x, 16, niter=15, seed=int(rng.integers(1000)))
+    mine = ((x[:, None, :] - c[None]) ** 2).sum(-1).min(axis=1).sum()
+    ref = KMeans(16, init="random", n_init=3, max_iter=15, random_state=0).fit(x).inertia_
+    assert mine <= 1.1 * ref, f"inertia {mine:.1f} against scikit-learn's {ref:.1f}"
+
+
+@ivf.check("add() files every vector once, in the list of its nearest centroid (squared L2)")
+def _(cls):
+    rng = np.random.default_rng()
+    x = _data(rng)
+    index, c = _built(cls, x, 10)
+    ids = np.concatenate([np.asarray(lst, dtype=np.int64) for lst in index.lists])
+    assert np.array_equal(np.sort(ids), np.arange(len(x))), (
+        "the lists must partition the ids 0..n-1")
+    nearest = ((x[:, None, :] - c[None]) ** 2).sum(-1).argmin(axis=1)
+    for j, lst in enumerate(index.lists):
+        lst = np.asarray(lst, dtype=np.int64)
+        assert (nearest[lst] == j).all(), f"list {j} holds vectors nearer another centroid"
+
+
+@ivf.check("search with nprobe = nlist is exact: brute force's k nearest and distances, nearest "
+           "first, ties by the lower id")
+def _(cls):
+    rng = np.random.default_rng()
+    x = _data(rng)
+    index, _ = _built(cls, x, 12)
+    q = _data(rng, n=20)
+    wd, wi = _brute(x, q, 10)
+    for r in range(len(q)):
+        d, i = _result(index.search(q[r], 10, nprobe=12), 10)
+        assert i.tolist() == wi[r].tolist(), f"query {r}: {i[:4].tolist()}... against {wi[r, :4]}"
+        assert np.allclose(d, wd[r], rtol=1e-6, atol=1e-6), f"query {r}: distances differ"
+
+
+@ivf.check("search with nprobe = 1 scans only the nearest centroid's list; recall rises with "
+           "nprobe")
+def _(cls):
+    rng = np.random.default_rng()
+    x = _data(rng)
+    index, c = _built(cls, x, 16)
+    q = _data(rng, n=30)
+    _, wi = _brute(x, q, 10)
+    recalls = []
+    for nprobe in (1, 4, 16):
+        hits = 0
         for r in range(len(q)):
-            got = _ids(fn(q[r], idx.centroids, lists, xb, 10, nprobe))
-            assert got == want[r].tolist(), f"nprobe={nprobe}, query {r}: {got[:4]}..."
+            _, i = _result(index.search(q[r], 10, nprobe=nprobe), 10)
+            if nprobe == 1:
+                home = int(((c - q[r]) ** 2).sum(1).argmin())
+                allowed = set(np.asarray(index.lists[home]).tolist()) | {-1}
+                assert set(i.tolist()) <= allowed, f"query {r}: ids outside the probed list"
+            hits += len(set(i.tolist()) & set(wi[r].tolist()))
+        recalls.append(hits / (10 * len(q)))
+    assert recalls == sorted(recalls) and recalls[-1] == 1.0, f"recall@10 by nprobe: {recalls}"
 
 
-@probe.check("with nprobe = nlist it is exact: the true top-k by inner product, best first")
-def _(fn):
-    idx, xb, lists, q = _ivf_case(seed=1)
-    exact = np.argsort(-(q @ xb.T), axis=1, kind="stable")[:, :5]
-    for r in range(5):
-        assert _ids(fn(q[r], idx.centroids, lists, xb, 5, len(lists))) == exact[r].tolist()
+@ivf.check("handles an empty cluster: with most rows identical, k-means still ends with nlist "
+           "distinct, non-empty clusters")
+def _(cls):
+    rng = np.random.default_rng()
+    x = _data(rng, n=600)
+    x[: 540] = x[0]  # 90% copies of one point: the initial centroids collide
+    index, c = _built(cls, x, 8, seed=int(rng.integers(1000)))
+    sizes = [len(lst) for lst in index.lists]
+    assert min(sizes) > 0, f"list sizes after add: {sizes}"
+    assert len(np.unique(c.round(9), axis=0)) == 8, "two centroids are equal"
+    q = _data(rng, n=5)
+    wd, wi = _brute(x, q, 5)
+    for r in range(len(q)):
+        _, i = _result(index.search(q[r], 5, nprobe=8), 5)
+        assert sorted(set(i.tolist())) == sorted(set(wi[r].tolist())), "nprobe = nlist not exact"
 
 
-@probe.check("pads with -1 when the probed lists hold fewer than k vectors")
-def _(fn):
-    xb = np.array([[1, 0], [0.9, 0.1], [-1, 0], [0, 1]], dtype=np.float32)
-    centroids = np.array([[1, 0], [-1, 0], [0, 1]], dtype=np.float32)
-    lists = [np.array([0, 1]), np.array([2]), np.array([3])]
-    got = _ids(fn(np.array([1.0, 0.0], np.float32), centroids, lists, xb, 4, 1))
-    assert got == [0, 1, -1, -1], got
+@ivf.check("pads with distance inf and id -1 when the probed lists hold fewer than k vectors")
+def _(cls):
+    rng = np.random.default_rng()
+    x = np.concatenate([rng.normal(size=(30, 4)), rng.normal(size=(30, 4)) + 50.0])
+    index, _ = _built(cls, x, 2)
+    d, i = _result(index.search(x[0], 40, nprobe=1), 40)
+    assert (i[30:] == -1).all() and np.isinf(d[30:]).all(), f"ids {i[28:33].tolist()}"
