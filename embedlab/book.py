@@ -130,11 +130,12 @@ def stage(src: Path, staging: Path, root: Path = ROOT, only: list[str] | None = 
     nav_chapters, nav_solutions = [], []
     for num, path in chapters.items():
         _stage_notebook(path, staging / "notebooks" / path.name)
-        nav_chapters.append({f"{num} {CHAPTERS[num][1]}": f"notebooks/{path.name}"})
+        nav_chapters.append({f"{num} · {CHAPTERS[num][1]}": f"notebooks/{path.name}"})
         sol = root / "solutions" / path.name
         if sol.exists():
             _stage_notebook(sol, staging / "solutions" / path.name)
-            nav_solutions.append({f"{num} {CHAPTERS[num][1]}": f"solutions/{path.name}"})
+            label = f"{num} · {CHAPTERS[num][1]}: solutions"
+            nav_solutions.append({label: f"solutions/{path.name}"})
         ex = root / "exercises" / path.name
         if ex.exists():
             (staging / "exercises").mkdir(exist_ok=True)
