@@ -1,12 +1,18 @@
-"""Checks for chapter 16: the size-k heap, the quickselect partition step, the k-best merge."""
+"""Checks for chapter 16: the size-k heap over a stream, the quickselect partition step, the
+k-best merge.
+
+Every reference here is computed another way (a full sort in float64), and the random inputs are
+fresh on every run. The heap is fed one-pass generators, and its peak memory is measured with
+``tracemalloc``: an answer that keeps every point (a sort, a list, an array) fails that check.
+"""
 
 from __future__ import annotations
+
+import tracemalloc
 
 import numpy as np
 
 from embedlab.checks import exercise
-from embedlab.heap import k_closest_heap as _reference
-from embedlab.heap import merge_k_best as _merge_reference
 
 
 def _ids(result) -> list[int]:
@@ -16,6 +22,43 @@ def _ids(result) -> list[int]:
 def _by_sorting(points, k: int) -> list[int]:
     d = (np.asarray(points, dtype=np.float64) ** 2).sum(axis=1)
     return np.lexsort((np.arange(len(d)), d))[:k].tolist()
+
+
+class _OnePass:
+    """An iterator over rows that can be walked once and counts the rows handed out."""
+
+    def __init__(self, rows) -> None:
+        self._rows, self.served, self._started = rows, 0, False
+
+    def __iter__(self):
+        if self._started:
+            raise AssertionError("the points were iterated twice: a stream can be read only once")
+        self._started = True
+        for row in self._rows:
+            self.served += 1
+            yield row
+
+
+def _stream(n: int, d: int, rng) -> tuple[np.ndarray, _OnePass]:
+    pts = rng.normal(size=(n, d)) * 10
+
+    def rows():
+        for r in range(n):
+            yield tuple(float(v) for v in pts[r])  # each row made on demand, then dropped
+
+    return pts, _OnePass(rows())
+
+
+def _peak_bytes(fn, n: int, k: int, rng) -> tuple[int, list[int], list[int]]:
+    pts, stream = _stream(n, 2, rng)
+    tracemalloc.start()
+    try:
+        got = _ids(fn(stream, k))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stream.served == n, f"read {stream.served} of the {n} points"
+    return peak, got, _by_sorting(pts, k)
 
 
 # --------------------------------------------------------------------------- 16.heap
@@ -28,21 +71,27 @@ def _(fn):
     assert _ids(fn([[3, 3], [5, -1], [-2, 4]], 2)) == [0, 2]
 
 
-@heap.check("agrees with sorting by squared distance on random points, for k = 1 and k = n too")
+@heap.check("agrees with sorting by squared distance on random points in d = 2..8, for k = 1 and "
+            "k = n too")
 def _(fn):
-    rng = np.random.default_rng(16)
-    pts = rng.normal(size=(300, 2)) * 100
-    for k in (1, 5, 50, 300):
-        got, want = _ids(fn(pts, k)), _by_sorting(pts, k)
-        first = next((r for r, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), None)
-        assert got == want, f"k={k}: differs from sorting at rank {first}"
+    rng = np.random.default_rng()
+    for d in (2, 5, 8):
+        pts = rng.normal(size=(int(rng.integers(200, 400)), d)) * 100
+        for k in (1, 5, 50, len(pts)):
+            got, want = _ids(fn(pts, k)), _by_sorting(pts, k)
+            first = next((r for r, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                         None)
+            assert got == want, f"d={d}, k={k}: differs from sorting at rank {first}"
 
 
 @heap.check("breaks ties between equally distant points by the lower index (duplicates too)")
 def _(fn):
     pts = [[3, 4], [0, 5], [5, 0], [0, 0], [3, 4], [-4, -3], [0, 0]]
     assert _ids(fn(pts, 3)) == [3, 6, 0]
-    assert _ids(fn(pts, 7)) == _reference(np.array(pts), 7).tolist()
+    assert _ids(fn(pts, 7)) == _by_sorting(pts, 7)
+    rng = np.random.default_rng()
+    grid = rng.integers(-3, 4, size=(500, 2)).astype(float)  # many exact ties
+    assert _ids(fn(grid, 40)) == _by_sorting(grid, 40)
 
 
 @heap.check("handles negative and very large coordinates (compare squared distances, no sqrt)")
@@ -59,6 +108,21 @@ def _(fn):
         except ValueError:
             continue
         raise AssertionError(f"k={bad} did not raise ValueError")
+
+
+@heap.check("reads a one-pass stream once, keeping O(k) memory: a heap of k entries, not every "
+            "point (no list(), no sort of all points)")
+def _(fn):
+    rng = np.random.default_rng()
+    small, got, want = _peak_bytes(fn, 5_000, 10, rng)
+    assert got == want, "on a one-pass generator of 5000 points the answer is wrong"
+    large, got, want = _peak_bytes(fn, 40_000, 10, rng)
+    assert got == want, "on a one-pass generator of 40000 points the answer is wrong"
+    # 40,000 two-float tuples alone take about 4 MB; a heap of 10 entries a few kB
+    assert large < 256 * 1024, (f"peak memory {large / 1024:.0f} kB on 40000 points with k=10: "
+                                "the points are being kept")
+    assert large < 2 * small + 64 * 1024, (f"peak memory grows with n ({small / 1024:.0f} kB at "
+                                           f"5000 points, {large / 1024:.0f} kB at 40000)")
 
 
 # --------------------------------------------------------------------------- 16.partition
@@ -78,7 +142,7 @@ def _check_partition(fn, values: list[float], pivot_index: int) -> None:
 @part.check("puts the pivot at its sorted position, smaller values left, larger right")
 def _(fn):
     _check_partition(fn, [7.0, 2.0, 9.0, 4.0, 1.0], 0)
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng()
     for _ in range(20):
         vals = rng.normal(size=int(rng.integers(1, 40))).round(3).tolist()
         _check_partition(fn, vals, int(rng.integers(0, len(vals))))
@@ -101,6 +165,14 @@ def _(fn):
 merge = exercise("16.merge", name="merge_k_best", points=3)
 
 
+def _merge_by_sorting(shards, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of all shards' entries by one global sort (ids -1 dropped, then padded)."""
+    pairs = sorted((float(d), int(i)) for ds, ids in shards for d, i in zip(ds, ids, strict=True)
+                   if int(i) != -1)[:k]
+    pairs += [(float("inf"), -1)] * (k - len(pairs))
+    return np.array([d for d, _ in pairs]), np.array([i for _, i in pairs])
+
+
 def _same(got, want) -> None:
     d, i = got
     wd, wi = want
@@ -111,16 +183,16 @@ def _same(got, want) -> None:
 @merge.check("merges sorted shard lists into the global k nearest, nearest first")
 def _(fn):
     shards = [([0.1, 0.4, 0.9], [10, 11, 12]), ([0.2, 0.3, 0.35], [20, 21, 22])]
-    _same(fn(shards, 4), _merge_reference(shards, 4))
+    _same(fn(shards, 4), _merge_by_sorting(shards, 4))
 
 
 @merge.check("agrees with one global search when a point set is split into shards")
 def _(fn):
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng()
     pts = rng.normal(size=(400, 3))
     lists = []
-    for ids in np.array_split(np.arange(400), 6):
-        local = _reference(pts[ids], 8)
+    for ids in np.array_split(rng.permutation(400), 6):
+        local = _by_sorting(pts[ids], 8)
         lists.append(((pts[ids][local] ** 2).sum(1).tolist(), ids[local].tolist()))
     d, i = fn(lists, 8)
     assert _ids(i) == _by_sorting(pts, 8)
@@ -129,4 +201,4 @@ def _(fn):
 @merge.check("skips id -1 (empty slots) and pads with inf and -1 when fewer than k exist")
 def _(fn):
     shards = [([0.5, np.inf], [3, -1]), ([0.25], [7]), ([], [])]
-    _same(fn(shards, 4), _merge_reference(shards, 4))
+    _same(fn(shards, 4), _merge_by_sorting(shards, 4))
