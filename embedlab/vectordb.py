@@ -570,8 +570,9 @@ def stop_pgserver(srv, folder: str | Path) -> None:
 
 
 def pg_vector_literal(v: np.ndarray) -> str:
-    """pgvector's text form of a vector, ``[x1,x2,...]``, exact for float32 (9 digits)."""
-    return "[" + ",".join(map("{:.9g}".format, np.asarray(v, dtype=np.float32).tolist())) + "]"
+    """pgvector's text form of a vector, ``[x1, x2, ...]``: Python's shortest exact repr of each
+    float32 value as a double, which PostgreSQL reads back to the same float32."""
+    return str(np.asarray(v, dtype=np.float32).tolist())
 
 
 class PgVectorStore(VectorStore):
@@ -600,7 +601,7 @@ class PgVectorStore(VectorStore):
                              f"got {iterative_scan!r}")
         self.table = _identifier(table, "table")
         self.m, self.ef_construction = int(m), int(ef_construction)
-        self._server, self._indexed = None, False
+        self._server = None
         if dsn is None:
             self._server, self._folder = start_pgserver(path)
             dsn = self._server.get_uri()
@@ -623,8 +624,9 @@ class PgVectorStore(VectorStore):
             self.conn.execute(f"SET hnsw.iterative_scan = {iterative_scan}")
 
     @property
-    def exact(self) -> bool:  # type: ignore[override]
-        return not getattr(self, "_indexed", False)
+    def exact(self) -> bool:
+        """Exact until the HNSW index exists (``build_index``, here or in another session)."""
+        return self.index_bytes() == 0
 
     def _create(self, dim: int, metric: str) -> None:
         cols = ", ".join(f"{n} {'bigint' if t is int else 'text'} NOT NULL"
@@ -633,7 +635,6 @@ class PgVectorStore(VectorStore):
             self.conn.execute(f"DROP TABLE IF EXISTS {self.table}")
             self.conn.execute(f"CREATE TABLE {self.table} (id bigint PRIMARY KEY, "
                               f"embedding vector({dim}) NOT NULL{', ' if cols else ''}{cols})")
-        self._indexed = False
 
     def _upsert(self, ids, x, payload) -> None:
         names = ["id", "embedding", *self.fields]
@@ -658,7 +659,6 @@ class PgVectorStore(VectorStore):
         self.conn.execute(f"CREATE INDEX {self.table}_hnsw ON {self.table} USING hnsw "
                           f"(embedding {opclass}) WITH (m = {self.m}, "
                           f"ef_construction = {self.ef_construction})")
-        self._indexed = True
 
     @staticmethod
     def where_sql(conds) -> tuple[str, dict]:
@@ -684,9 +684,9 @@ class PgVectorStore(VectorStore):
 
     def index_bytes(self) -> int:
         """Bytes of the HNSW index alone (0 before ``build_index``)."""
-        if not self._indexed:
+        if self.dim is None:
             return 0
-        return int(self.conn.execute("SELECT pg_relation_size(%s)",
+        return int(self.conn.execute("SELECT coalesce(pg_relation_size(to_regclass(%s)), 0)",
                                      (f"{self.table}_hnsw",)).fetchone()[0])
 
     def close(self) -> None:
@@ -755,7 +755,17 @@ class MilvusStore(VectorStore):
         self.client.delete(self.collection, ids=ids)
 
     def _build_index(self) -> None:
+        import time
+
         self.client.flush(self.collection)     # seal the segment: the HNSW index is built here
+        deadline = time.time() + 600
+        while time.time() < deadline:          # the build runs in the background: wait for it
+            info = self.client.describe_index(self.collection, "vector")
+            if not info.get("pending_index_rows") and \
+                    info.get("indexed_rows", 0) >= info.get("total_rows", 0):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("Milvus Lite did not finish building its index within 600 s")
 
     @staticmethod
     def filter_expr(conds) -> str:
@@ -785,9 +795,10 @@ class MilvusStore(VectorStore):
 class QdrantStore(VectorStore):
     """Qdrant's Python client in local mode: ``QdrantClient(path=...)`` (or ``":memory:"``).
 
-    Local mode stores points in the folder and computes **exact** distances with numpy; it builds
-    no HNSW index (it warns above 20 k points). Against a real Qdrant server, a Rust binary that
-    is not on the package index, the only change is ``QdrantClient(url="http://host:6333")``.
+    Local mode stores points in the folder (one SQLite row per point, written as it goes, which
+    makes inserts slow) and computes **exact** distances with numpy; it builds no HNSW index (it
+    warns above 20 k points) and evaluates payload filters in Python, point by point. Against a
+    real Qdrant server, a Rust binary that is not on the package index, the only change is ``QdrantClient(url="http://host:6333")``.
     """
 
     engine = "qdrant"
@@ -852,6 +863,10 @@ class QdrantStore(VectorStore):
             pts = self.client.query_points(self.collection, query=row.tolist(), limit=k,
                                            query_filter=flt).points
             yield _distances([p.score for p in pts], self.metric, kind), [p.id for p in pts]
+
+    def disk_bytes(self) -> int | float:
+        """Bytes in the folder; ``nan`` for an in-memory client (nothing is on disk)."""
+        return float("nan") if self.path is None else dir_bytes(self.path)
 
     def close(self) -> None:
         if getattr(self, "client", None) is not None:
@@ -1106,3 +1121,131 @@ def open_store(engine: str, path: str | Path | None = None, **options: Any) -> V
     if engine not in ADAPTERS:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     return ADAPTERS[engine](path, **options)
+
+
+# =========================================================================== one workload
+class Workload:
+    """MiniLM news sentences as base rows (with their article's ``source``, ``date`` and
+    ``article`` id) and held-out sentences as queries; ``gt`` the exact top-``k`` (float64
+    brute force)."""
+
+    fields: dict[str, type] = {"source": str, "date": int, "article": int}
+
+    def __init__(self, xb: np.ndarray, xq: np.ndarray, gt: np.ndarray,
+                 payload: dict[str, list], texts: list[str]) -> None:
+        self.xb, self.xq, self.gt, self.payload, self.texts = xb, xq, gt, payload, texts
+
+    @property
+    def n(self) -> int:
+        return int(self.xb.shape[0])
+
+    def selective_filter(self, selectivity: float, field: str = "article"
+                         ) -> tuple[dict, float]:
+        """``({field: ("<=", t)}, share)``: the integer threshold whose filter keeps the share
+        of rows nearest to ``selectivity``, and that share."""
+        values = np.asarray(self.payload[field])
+        cands = np.unique(values)
+        shares = np.searchsorted(np.sort(values), cands, side="right") / values.size
+        j = int(np.argmin(np.abs(shares - selectivity)))
+        return {field: ("<=", int(cands[j]))}, float(shares[j])
+
+    def mask(self, where: dict) -> np.ndarray:
+        """Which base rows pass ``where`` (integer fields, the operators of ``search``)."""
+        import operator
+
+        fns = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+               ">": operator.gt, ">=": operator.ge}
+        keep = np.ones(self.n, dtype=bool)
+        for name, cond in where.items():
+            op, value = cond if isinstance(cond, tuple) else ("=", cond)
+            keep &= fns[op](np.asarray(self.payload[name]), value)
+        return keep
+
+    def filtered_gt(self, where: dict, k: int = 10) -> list[np.ndarray]:
+        """Exact top ``k`` among the rows that pass ``where``, for each query."""
+        keep = np.flatnonzero(self.mask(where))
+        s = self.xq.astype(np.float64) @ self.xb[keep].astype(np.float64).T
+        top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        return [keep[t] for t in top]
+
+
+def news_workload(n_base: int, n_query: int, k: int = 10, seed: int = 0) -> Workload:
+    """``n_base`` MiniLM news sentences with payload and ``n_query`` held-out queries.
+
+    The same seeded split as ``bench.load_dataset("minilm-news", ...)`` (so its cached
+    embeddings and ground truth are reused); ``source`` is the outlet, ``date`` the article's
+    publication date as an integer ``yyyymmdd``, ``article`` its id (fine-grained enough for
+    filters of any selectivity: the corpus's first articles share a handful of dates).
+    """
+    from embedlab import bench, data
+    from embedlab.text import split_sentences
+
+    ds = bench.load_dataset("minilm-news", n_base, n_query=n_query, gt_k=k, seed=seed)
+    news = data.load("news")
+    seen: set[str] = set()
+    sentences, sources, dates, articles = [], [], [], []
+    for text, src, date, art in zip(news["text"], news["source"], news["publish_date"],
+                                    news["article_id"], strict=True):
+        y, m, d = (int(p) for p in str(date).split("/"))
+        for s in split_sentences(text, min_chars=20):      # bench.news_sentences' order
+            if s not in seen:
+                seen.add(s)
+                sentences.append(s)
+                sources.append(str(src))
+                dates.append(10_000 * y + 100 * m + d)
+                articles.append(int(art))
+        if len(sentences) >= n_base + n_query:
+            break
+    pool = n_base + n_query
+    perm = np.random.default_rng(seed).permutation(pool)
+    b_ids = np.sort(perm[n_query:n_query + n_base])
+    payload = {"source": [sources[i] for i in b_ids], "date": [dates[i] for i in b_ids],
+               "article": [articles[i] for i in b_ids]}
+    return Workload(ds.xb, ds.xq, ds.gt, payload, [sentences[i] for i in b_ids])
+
+
+def measure(store: VectorStore, wl: Workload, k: int = 10, n_latency: int = 100,
+            selectivities: Sequence[float] = (0.01, 0.1), batch: int = 2_000,
+            n_filter_queries: int | None = None) -> dict[str, Any]:
+    """Load ``wl`` into a freshly created ``store`` and measure it.
+
+    Returns insert throughput (rows/s over the upserts), the index build time, recall@k of the
+    engine's search (its ANN index where it has one) against exact search, p50 and p99
+    single-query latency over the first ``n_latency`` queries (after one warm-up query), size on
+    disk, and recall@k under ``article <= t`` filters keeping each share in ``selectivities``
+    (over the first ``n_filter_queries`` queries, all by default), with their mean latency.
+    """
+    import time
+
+    from embedlab.bench import recall_at_k
+
+    t0 = time.perf_counter()
+    for a in range(0, wl.n, batch):
+        b = min(a + batch, wl.n)
+        store.upsert(range(a, b), wl.xb[a:b], {f: v[a:b] for f, v in wl.payload.items()})
+    insert_s = time.perf_counter() - t0
+    build_s = store.build_index()
+    _, ids = store.search(wl.xq, k)
+    out: dict[str, Any] = {"engine": store.engine, "index": "exact" if store.exact else "ANN",
+                           "recall@10": recall_at_k(ids, wl.gt, k),
+                           "insert_per_s": wl.n / insert_s, "build_s": build_s}
+    store.search(wl.xq[0], k)
+    lat = []
+    for row in wl.xq[:n_latency]:
+        t0 = time.perf_counter()
+        store.search(row, k)
+        lat.append(1e3 * (time.perf_counter() - t0))
+    out["p50_ms"], out["p99_ms"] = float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
+    out["disk_mb"] = float(store.disk_bytes()) / 1e6
+    for sel in selectivities:
+        where, share = wl.selective_filter(sel)
+        xq = wl.xq[:n_filter_queries]
+        want = wl.filtered_gt(where, k)[:xq.shape[0]]
+        t0 = time.perf_counter()
+        _, got = store.search(xq, k, where=where)
+        out[f"filtered_ms@{sel:g}"] = 1e3 * (time.perf_counter() - t0) / xq.shape[0]
+        out[f"filtered_recall@{sel:g}"] = float(np.mean(
+            [len(set(g.tolist()) & set(w.tolist())) / len(w) for g, w in zip(got, want,
+                                                                            strict=True)]))
+        out[f"share@{sel:g}"] = share
+    return out
