@@ -44,6 +44,7 @@ CHAPTERS: dict[str, tuple[str, str]] = {
     "15": ("beyond_text", "Beyond text"),
     "16": ("k_closest_points", "k closest points (heap)"),
     "17": ("checklist_review", "Checklist review"),
+    "18": ("scale_out", "Beyond one machine: Dask"),
 }
 
 CELL_METADATA_ALLOWED = {"tags", "exercise"}
@@ -108,6 +109,8 @@ def run_notebook(path: Path, out_dir: Path, profile: str, timeout: int = 1800) -
 
     import papermill as pm
 
+    from embedlab.lab import kernel_config
+
     # The parameters cell calls profile_from_env(), which papermill cannot parse for types; the
     # injected `profile = "..."` still overrides it. Keep that warning out of the course output.
     logging.getLogger("papermill").setLevel(logging.ERROR)
@@ -122,7 +125,7 @@ def run_notebook(path: Path, out_dir: Path, profile: str, timeout: int = 1800) -
     try:
         pm.execute_notebook(str(path), str(out_nb), parameters={"profile": profile},
                             cwd=str(path.parent), progress_bar=False, kernel_name="python3",
-                            execution_timeout=timeout)
+                            execution_timeout=timeout, config=kernel_config())
     except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
         error = _failure_summary(exc)
     finally:

@@ -26,11 +26,13 @@ def _env() -> dict:
 def _papermill(path: Path) -> Path:
     import papermill as pm
 
+    from embedlab.lab import kernel_config
+
     out = ROOT / "build" / "papermill" / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
     os.environ.update(_env())
     pm.execute_notebook(str(path), str(out), parameters={"profile": "ci"}, cwd=str(path.parent),
-                        progress_bar=False, kernel_name="python3")
+                        progress_bar=False, kernel_name="python3", config=kernel_config())
     return out
 
 
