@@ -279,15 +279,18 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # partition_size; n_queries: the following sentences, as queries; overhead_tasks and
         # payload_mb: the round-trip study; nlist/m/nbits/nprobe: the IVF-PQ shards;
         # latency_queries: single queries timed through the scatter-gather.
-        "ci": {"n_sentences": 96, "partition_size": 16, "batch_size": 16, "n_queries": 16,
+        # model_vectors: the grown local shard whose query time gives the per-vector slope.
+        "ci": {"n_sentences": 64, "partition_size": 16, "batch_size": 16, "n_queries": 16,
                "overhead_tasks": 10, "payload_mb": 8, "nlist": 8, "m": 16, "nbits": 6,
-               "nprobe": 2, "k": 10, "latency_queries": 10},
-        "standard": {"n_sentences": 1_500, "partition_size": 125, "batch_size": 32,
-                     "n_queries": 200, "overhead_tasks": 30, "payload_mb": 32, "nlist": 32,
-                     "m": 16, "nbits": 8, "nprobe": 8, "k": 10, "latency_queries": 50},
+               "nprobe": 2, "k": 10, "latency_queries": 10, "model_vectors": 20_000},
+        "standard": {"n_sentences": 600, "partition_size": 50, "batch_size": 32,
+                     "n_queries": 100, "overhead_tasks": 30, "payload_mb": 32, "nlist": 32,
+                     "m": 16, "nbits": 8, "nprobe": 8, "k": 10, "latency_queries": 50,
+                     "model_vectors": 100_000},
         "full": {"n_sentences": 20_000, "partition_size": 500, "batch_size": 64,
                  "n_queries": 1_000, "overhead_tasks": 50, "payload_mb": 64, "nlist": 128,
-                 "m": 16, "nbits": 8, "nprobe": 16, "k": 10, "latency_queries": 200},
+                 "m": 16, "nbits": 8, "nprobe": 16, "k": 10, "latency_queries": 200,
+                 "model_vectors": 1_000_000},
     },
 }
 

@@ -457,6 +457,8 @@ class Shard:
             if vecs is not None:
                 self.index.add_with_ids(vecs, ids)
         self.build_seconds = time.perf_counter() - t0
+        # what each further vector costs: its PQ code plus an 8-byte id (as faiss stores them)
+        self.bytes_per_vector = int(self.index.code_size) + 8
         self.ids = ids
         self.ntotal = len(ids)
         self.nbytes = _index_bytes(self)
@@ -493,7 +495,7 @@ def _index_bytes(shard: Shard) -> int:
 
 def _shard_info(shard: Shard) -> dict[str, Any]:
     return {"ntotal": shard.ntotal, "nbytes": shard.nbytes, "build_seconds": shard.build_seconds,
-            "worker": _worker_name()}
+            "bytes_per_vector": shard.bytes_per_vector, "worker": _worker_name()}
 
 
 def _search_shard(shard: Shard, q: np.ndarray, k: int, nprobe: int):

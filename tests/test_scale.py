@@ -151,8 +151,9 @@ def test_sharded_search_equals_the_single_index(client, tmp_path) -> None:
         D, I, timing = scale.sharded_search(client, shards, q, 10, nprobe=4)  # noqa: E741
         single = scale.Shard(tmpl, [str(scale.part_path(tmp_path, p)) for p in range(6)])
         Ds, Is, _ = single.search(q, 10, 4)
-        assert np.array_equal(I, Is)
-        assert np.allclose(D, Ds, atol=1e-5)
+        assert np.allclose(D, Ds, atol=1e-5)  # the same scores, rank by rank
+        if kind == "ours":  # ties broken by the lower id on both sides; faiss's order is its own
+            assert np.array_equal(I, Is)
         assert abs(scale.recall_at_k(I, truth) - scale.recall_at_k(Is, truth)) < 0.01
         assert timing["slowest_shard"] <= timing["wall"]
         # k beyond a shard's size: what exists, then -1 (nprobe = nlist scans everything)
