@@ -181,18 +181,25 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "news_m": 48, "repeats": 3},
     },
     "12": {
-        # n_eval/max_chars: held-out news articles stored in sqlite-vec (MiniLM, same texts as
-        # chapter 13, so the embedding cache is shared); n_base/n_query: GloVe rows for the
-        # IVF-PQ comparison; fusion_depth: how deep each list goes into reciprocal rank fusion.
-        "ci": {"n_eval": 300, "max_chars": 500, "n_base": 5_000, "n_query": 100, "nlist": 16,
-               "m": 10, "nbits": 8, "nprobes": [1, 4, 16], "fusion_depth": 100,
-               "timing_repeats": 1},
-        "standard": {"n_eval": 800, "max_chars": 1000, "n_base": 50_000, "n_query": 200,
-                     "nlist": 128, "m": 10, "nbits": 8, "nprobes": [1, 4, 16, 32],
-                     "fusion_depth": 100, "timing_repeats": 2},
-        "full": {"n_eval": 800, "max_chars": None, "n_base": 200_000, "n_query": 500,
-                 "nlist": 256, "m": 10, "nbits": 8, "nprobes": [1, 4, 16, 32, 64],
-                 "fusion_depth": 200, "timing_repeats": 3},
+        # n_base/n_query: MiniLM news sentences (payload: source, date, article) and held-out
+        # queries, the one workload of every engine; n_latency: single-query latencies per
+        # engine; selectivities: shares of rows a filter keeps (the pre/post-filter figure);
+        # post_depth: how deep an unfiltered top k goes before post-filtering; n_trap: queries
+        # of that figure; pg_ns: base sizes of the pgvector HNSW scaling study;
+        # n_eval/max_chars/fusion_depth: the held-out articles of the hybrid-search section and
+        # how deep each list goes into the fusion.
+        "ci": {"n_base": 2_000, "n_query": 50, "n_latency": 20,
+               "selectivities": [0.01, 0.03, 0.1, 0.3, 1.0], "post_depth": 40,
+               "n_trap": 50, "pg_ns": [500, 1_000, 2_000], "n_eval": 300, "max_chars": 500,
+               "fusion_depth": 100},
+        "standard": {"n_base": 10_000, "n_query": 200, "n_latency": 50,
+                     "selectivities": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "post_depth": 40,
+                     "n_trap": 50, "pg_ns": [2_500, 5_000, 10_000], "n_eval": 800,
+                     "max_chars": 1000, "fusion_depth": 100},
+        "full": {"n_base": 80_000, "n_query": 500, "n_latency": 300,
+                 "selectivities": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "post_depth": 40,
+                 "n_trap": 500, "pg_ns": [10_000, 20_000, 40_000, 80_000], "n_eval": 800,
+                 "max_chars": None, "fusion_depth": 200},
     },
     "13": {
         # the chapter-05 bag-of-GloVe encoder, its table lifted to each output size in `sizes`;

@@ -879,7 +879,7 @@ class LanceStore(VectorStore):
     """A LanceDB table on disk: ``id``, ``vector`` (fixed-size float32) and the payload.
 
     ``build_index()`` builds IVF-PQ (``nlist`` partitions, ``m`` sub-vectors of ``nbits``
-    bits; by default ``sqrt(n)`` partitions and sub-vectors of 4 dimensions); searches probe
+    bits; by default ``sqrt(n)`` partitions and sub-vectors of 8 dimensions); searches probe
     ``nprobe`` partitions and re-rank ``refine_factor * k`` candidates
     with the stored vectors. Filters are SQL predicates evaluated before the vector search.
     """
@@ -931,9 +931,10 @@ class LanceStore(VectorStore):
     def _build_index(self) -> None:
         from lancedb.index import IvfPq
 
-        # defaults: sqrt(n) partitions, sub-vectors of 4 dimensions
+        # defaults: sqrt(n) partitions, sub-vectors of 8 dimensions (4 below 64-d)
         nlist = self.nlist or max(1, round(self.table.count_rows() ** 0.5))
-        m = self.m or (self.dim // 4 if self.dim % 4 == 0 else 1)
+        sub = 8 if self.dim >= 64 else 4
+        m = self.m or (self.dim // sub if self.dim % sub == 0 else 1)
         self.table.create_index("vector", replace=True, config=IvfPq(
             distance_type=self._METRIC[self.metric][0], num_partitions=int(nlist),
             num_sub_vectors=int(m), num_bits=self.nbits))
