@@ -567,8 +567,11 @@ class MtebEncoder:
         prefix = self.query_prefix if role == "query" else \
             self.doc_prefix if role == "document" else ""
         if self.embed is not None:
-            x = np.asarray(self.embed([prefix + t for t in texts]), dtype=np.float32)
-            return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            unique = list(dict.fromkeys(texts))           # STS pairs repeat their texts
+            x = np.asarray(self.embed([prefix + t for t in unique]), dtype=np.float32)
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            row = {t: i for i, t in enumerate(unique)}
+            return x[[row[t] for t in texts]]
         return encode(self.model, texts, prefix=prefix, key=self.key)
 
     def similarity(self, a, b):

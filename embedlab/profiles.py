@@ -63,26 +63,41 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "04": {
         # n_eval: held-out news pairs scored (of 800); max_chars: articles cut to this length;
-        # steps/batch_size: the quick bi-encoder trained at the end (bag of GloVe embeddings)
-        "ci": {"n_eval": 200, "max_chars": 500, "steps": 30, "batch_size": 32, "max_len": 64},
+        # steps/batch_size: the quick bi-encoder trained at the end (bag of GloVe embeddings);
+        # timing_texts: headlines timed for MiniLM's cost per pass; ce_*: the cross-encoder
+        # (training pairs, article cut in characters, BM25 negatives per pair, batch, learning
+        # rate, word pieces per pair); rerank_queries x rerank_k: the shortlist it re-ranks
+        "ci": {"n_eval": 200, "max_chars": 500, "steps": 30, "batch_size": 32, "max_len": 64,
+               "timing_texts": 64, "ce_pairs": 48, "ce_chars": 200, "ce_negs": 1,
+               "ce_batch": 8, "ce_lr": 5e-5, "ce_len": 64, "rerank_queries": 20,
+               "rerank_k": 10},
         "standard": {"n_eval": 800, "max_chars": 1000, "steps": 200, "batch_size": 64,
-                     "max_len": 128},
+                     "max_len": 128, "timing_texts": 256, "ce_pairs": 96, "ce_chars": 200,
+                     "ce_negs": 1, "ce_batch": 16, "ce_lr": 5e-5, "ce_len": 64,
+                     "rerank_queries": 30, "rerank_k": 20},
         "full": {"n_eval": 800, "max_chars": None, "steps": 1000, "batch_size": 128,
-                 "max_len": 256},
+                 "max_len": 256, "timing_texts": 1000, "ce_pairs": 2000, "ce_chars": 500,
+                 "ce_negs": 3, "ce_batch": 16, "ce_lr": 5e-5, "ce_len": 160,
+                 "rerank_queries": 800, "rerank_k": 20},
     },
     "05": {
-        # n_train: training pairs used (None = all ~2,900); steps per run of every sweep
+        # n_train: training pairs used (None = all ~2,900); steps per run of every sweep;
+        # ft_*: MiniLM fine-tuning (pairs, batch, learning rate, article cut in characters and
+        # word pieces, top layers trained, held-out pairs scored)
         "ci": {"n_eval": 200, "max_chars": 500, "n_train": 1000, "max_len": 64, "steps": 30,
                "batch_size": 32, "batch_sizes": [16, 64], "temperatures": [0.05, 1.0],
-               "n_negatives": 1, "margin": 0.1, "lr": 0.03},
+               "n_negatives": 1, "margin": 0.1, "lr": 0.03, "ft_pairs": 64, "ft_batch": 16,
+               "ft_lr": 1e-4, "ft_chars": 200, "ft_len": 48, "ft_layers": 3, "ft_eval": 100},
         "standard": {"n_eval": 800, "max_chars": 1000, "n_train": None, "max_len": 128,
-                     "steps": 150, "batch_size": 64, "batch_sizes": [16, 32, 64, 128, 256],
+                     "steps": 150, "batch_size": 64, "batch_sizes": [16, 32, 64, 256],
                      "temperatures": [0.01, 0.05, 0.1, 1.0], "n_negatives": 1, "margin": 0.1,
-                     "lr": 0.03},
+                     "lr": 0.03, "ft_pairs": 640, "ft_batch": 32, "ft_lr": 2e-4,
+                     "ft_chars": 200, "ft_len": 48, "ft_layers": 3, "ft_eval": 400},
         "full": {"n_eval": 800, "max_chars": None, "n_train": None, "max_len": 256,
                  "steps": 600, "batch_size": 64, "batch_sizes": [16, 32, 64, 128, 256, 512],
                  "temperatures": [0.01, 0.02, 0.05, 0.1, 0.2, 1.0], "n_negatives": 3,
-                 "margin": 0.1, "lr": 0.03},
+                 "margin": 0.1, "lr": 0.03, "ft_pairs": None, "ft_batch": 32, "ft_lr": 5e-5,
+                 "ft_chars": 500, "ft_len": 128, "ft_layers": None, "ft_eval": 800},
     },
     "06": {
         # SimCSE: n_sentences news sentences, steps per run; sup_steps: supervised pairs after
