@@ -137,3 +137,119 @@ def read_claims(path: str | Path) -> list[dict[str, Any]]:
                 out[row["claim"]] = {"id": row["claim"], "text": row["text"],
                                      "holds": row["holds"]}
     return list(out.values())
+
+
+# --------------------------------------------------------------------------- the ledger
+# The session's claims (../shared/CLAIMS.md, items 1 to 30) -> the chapter that checks each one,
+# the ids of the claim() calls that check it, and a short paraphrase. Chapter 17 prints it as a
+# table computed from the claims the course recorded. An item whose tuple of ids is empty is not
+# checked by any chapter yet; its row says so.
+LEDGER: dict[int, tuple[str, tuple[str, ...], str]] = {
+    1: ("01", ("ch01.sentences_cluster_by_topic",),
+        "an embedding maps items to vectors; similar things get similar vectors"),
+    2: ("01", ("ch01.cos_example_model_dependent",),
+        "cos(king, queen) about 0.92, cos(king, banana) about 0.05"),
+    3: ("01", ("ch01.king_minus_man_plus_woman",), "king - man + woman is close to queen"),
+    4: ("02", (), "word2vec: CBOW and skip-gram, trained on Google News, one vector per word"),
+    5: ("03", ("ch03.glove_fits_log_counts", "ch03.w2v_vs_glove"),
+        "GloVe factorises the co-occurrence matrix: same regime, different objective"),
+    6: ("04", ("04.siamese_one_vector",),
+        "Sentence-BERT: a siamese BERT fine-tuned on NLI and STS pairs"),
+    7: ("06", ("06.dropout_is_the_augmentation",),
+        "SimCSE: dropout as the augmentation, no labelled pairs"),
+    8: ("04", ("04.mteb_average_is_not_map",), "modern embedders; what the MTEB average is"),
+    9: ("05", ("05.low_tau_weights_hard_negatives", "05.denominator_includes_positive",
+               "ch17.low_tau_hard_negatives", "ch17.infonce_denominator"),
+        "InfoNCE with tau about 0.05 to 0.1; lower tau weighs hard negatives more"),
+    10: ("05", ("05.in_batch_negatives", "ch17.in_batch_negatives"),
+        "a batch of 256 gives 255 free negatives per anchor"),
+    11: ("05", ("05.hard_negative_margin",), "hard negatives raise the margin and the quality"),
+    12: ("07", ("ch07.dot_equals_cosine_unit", "ch07.metrics_disagree_raw",
+                "ch17.unit_vectors_rank_identically"),
+         "cosine for varying magnitude; dot equals cosine on unit vectors"),
+    13: ("07", ("ch07.normalise_once_faster",), "always L2-normalise, then use the dot product"),
+    14: ("08", ("ch08.scan_100m_1024d",),
+         "a linear scan of 100M x 1024-d is about 400 GB and takes seconds per query"),
+    15: ("10", ("ch10.degree_is_constant", "ch10.layers_grow_like_log_n", "ch10.sub_ms_at_95",
+                "ch10.memory_vs_raw"),
+         "HNSW: log N neighbours, 95-99% recall under a millisecond, about 2x memory"),
+    16: ("08", ("ch08.ivf_recall_rises",), "IVF: smaller than HNSW, slower or lower recall"),
+    17: ("09", ("ch09.pq_4096_to_128",), "PQ: 4096 B become 128 B, 32x smaller and lossy"),
+    18: ("11", ("ch11.anisotropic_vs_scann", "ch11.scann_scan_faster"),
+         "ScaNN: anisotropic loss plus ADC give the best recall and throughput"),
+    19: ("11", ("ch11.exact_1m_hundreds_of_ms", "ch11.table_hnsw_100m", "ch11.table_ivfpq_1b",
+                "ch17.index_choice_by_size"),
+         "the index-choice table by collection size, latency, recall and memory"),
+    20: ("12", ("ch12.slower_beyond_10m", "ch12.pre_filter", "ch12.post_filter_trap"),
+         "the vector databases compared (pgvector slower beyond 10M, payload filtering)"),
+    21: ("12", ("ch12.until_you_outgrow_it",), "pgvector until you outgrow it"),
+    22: ("13", ("ch13.bigger_not_better",), "bigger is not better; dimension sweet spots"),
+    23: ("13", ("ch13.six_x_truncation_loss", "ch13.mrl_keeps_more", "ch13.funnel_recovers",
+                "ch17.minilm_truncation"),
+         "Matryoshka: truncate 6x with negligible quality loss"),
+    24: ("14", (), "drift: a new embedder version makes every stored vector stale"),
+    25: ("14", (), "distribution mismatch loses recall"),
+    26: ("07", ("ch07.float32_ranking_exact",),
+         "fp16 for inference, fp32 for storage; mixing can drop recall"),
+    27: ("14", (), "the tokenisation gap: chunk before embedding"),
+    28: ("15", ("ch15.zero_shot_far_above_chance", "ch15.logq_recovers_recall"),
+         "images, recommendation, code and audio use the same contrastive recipe"),
+    29: ("16", ("ch16.heap_is_scan_selection", "ch17.k_closest_heap"),
+        "k closest points: a size-k heap, as an ANN scan"),
+    30: ("17", ("ch17.checklist_demonstrated",), "the learner's end-of-course checklist"),
+}
+
+NOT_RUN = "not run in this session: run `make course`"
+NOT_CHECKED = "not checked by chapter {chapter} yet"
+
+
+def course_claims(report: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Claims recorded by every notebook of this course run, ``{id: {id, text, holds, notebook}}``.
+
+    Under ``embedlab course`` each notebook writes ``build/course/NN_x.records.jsonl`` (the file
+    ``EMBEDLAB_REPORT`` names); the files beside the current one hold the earlier notebooks'
+    claims. Outside a course run (JupyterLab, tests) there are none, and the claims stated in this
+    process are all there is.
+    """
+    report = report or os.environ.get("EMBEDLAB_REPORT")
+    out: dict[str, dict[str, Any]] = {}
+    if report:
+        for path in sorted(Path(report).parent.glob("*.records.jsonl")):
+            notebook = path.name.removesuffix(".records.jsonl")
+            for c in read_claims(path):
+                out[c["id"]] = {**c, "notebook": notebook}
+    for c in claims():
+        out[c["id"]] = {**c, "notebook": "this notebook"}
+    return out
+
+
+def ledger_rows(recorded: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per CLAIMS.md item: item, chapter, claim, what was measured, verdict."""
+    recorded = course_claims() if recorded is None else recorded
+    rows = []
+    for item, (chapter, ids, text) in sorted(LEDGER.items()):
+        found = [recorded[i] for i in ids if i in recorded]
+        if not ids:
+            measured, verdict = "", NOT_CHECKED.format(chapter=chapter)
+        elif not found:
+            measured, verdict = "", NOT_RUN
+        else:
+            measured = " ".join(f"{'✓' if c['holds'] else '✗'} {c['text']}" for c in found)
+            failed = [c["id"] for c in found if not c["holds"]]
+            missing = [i for i in ids if i not in recorded]
+            verdict = ("FAILS: " + ", ".join(failed)) if failed else "checked, all hold"
+            if missing:
+                verdict += f" ({len(missing)} of {len(ids)} checks not run in this session)"
+        rows.append({"item": item, "chapter": chapter, "claim": text, "measured": measured,
+                     "verdict": verdict})
+    return rows
+
+
+def ledger_markdown(rows: list[dict[str, Any]]) -> str:
+    """The ledger rows as a Markdown table."""
+    lines = ["| # | chapter | claim | what was measured | verdict |", "|---:|---|---|---|---|"]
+    for r in rows:
+        cells = [str(r["item"]), r["chapter"], r["claim"], r["measured"] or "–", r["verdict"]]
+        lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells)
+                     + " |")
+    return "\n".join(lines)
