@@ -104,7 +104,8 @@ def test_overlap_measure() -> None:
     assert overlap("x = a + b", "x = a + b\ny = 2") == 1.0
     assert overlap("x = a + b + c", "x = a") == pytest.approx(3 / 7)
     assert overlap("y = y + y", "y = 1") == pytest.approx(2 / 5)  # a multiset: y counts once
-    assert overlap("for i in range(3):\n    s += i\n", "print('hi')") == 0.0
+    assert overlap("for i in range(3):\n    s += i\n", "pass") == 0.0
+    assert overlap("f(x)", "print('hi')") == pytest.approx(2 / 4)  # the brackets count
 
 
 @pytest.mark.parametrize(("chapter", "ex_id", "answer"), ANSWERS, ids=[a[1] for a in ANSWERS])
