@@ -176,24 +176,25 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # m/nbits: PQ code (the same for plain and anisotropic); nlist/nprobes, efs: IVF and
         # HNSW settings of the all-index sweep; mc_queries: Monte Carlo queries of the eta check;
         # news_base/news_m: MiniLM-news base and its PQ m (when "minilm-news" is in datasets);
-        # repeats: QPS best-of.
+        # repeats: QPS best-of; inline_points: rows of the inline codebook-step check.
         "ci": {"n_base": 3_000, "n_query": 200, "t_base": 2_000, "m": 25, "nbits": 4,
                "aniso_iter": 3, "Ts": [0.0, 0.1, 0.2, 0.3], "nlist": 32,
                "nprobes": [1, 2, 4, 8, 16], "M": 16, "ef_construction": 64,
                "efs": [10, 20, 40, 80], "mc_queries": 200_000, "n_shards": 4,
-               "datasets": ["glove"], "news_base": 2_000, "news_m": 48, "repeats": 1},
+               "datasets": ["glove"], "news_base": 2_000, "news_m": 48, "repeats": 1,
+               "inline_points": 3_000},
         "standard": {"n_base": 50_000, "n_query": 1_000, "t_base": 10_000, "m": 25, "nbits": 4,
                      "aniso_iter": 5, "Ts": [0.0, 0.1, 0.2, 0.3, 0.4], "nlist": 256,
                      "nprobes": [1, 2, 4, 8, 16, 32, 64], "M": 16, "ef_construction": 100,
                      "efs": [10, 20, 40, 80, 160, 320], "mc_queries": 1_000_000, "n_shards": 4,
                      "datasets": ["glove", "minilm-news"], "news_base": 15_000, "news_m": 48,
-                     "repeats": 2},
+                     "repeats": 2, "inline_points": 10_000},
         "full": {"n_base": 399_000, "n_query": 1_000, "t_base": 50_000, "m": 25, "nbits": 4,
                  "aniso_iter": 8, "Ts": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "nlist": 1_024,
                  "nprobes": [1, 2, 4, 8, 16, 32, 64, 128], "M": 16, "ef_construction": 200,
                  "efs": [10, 20, 40, 80, 160, 320, 640], "mc_queries": 4_000_000,
                  "n_shards": 8, "datasets": ["glove", "minilm-news"], "news_base": 80_000,
-                 "news_m": 48, "repeats": 3},
+                 "news_m": 48, "repeats": 3, "inline_points": 20_000},
     },
     "12": {
         # n_base/n_query: MiniLM news sentences (payload: source, date, article) and held-out
