@@ -246,24 +246,25 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # 64-d head trained `steps` on n_train pairs, v1b the same retrained with another seed,
         # v2 = MiniLM; ft_steps: in-domain fine-tuning on chatty queries; n_ticks: queries in the
         # migration stream; n_glove/n_glove_queries: GloVe base of the storage study; rescores:
-        # re-scoring shortlists; n_long: long documents of the truncation study.
+        # re-scoring shortlists; n_long: long documents of the truncation study; n_fp16: headlines
+        # embedded by MiniLM in float16.
         "ci": {"n_eval": 200, "max_chars": 500, "n_train": 1_000, "max_len": 64, "steps": 30,
                "batch_size": 32, "lr": 0.03, "ft_steps": 40, "n_ticks": 600, "start_at": 100,
                "backfill_batch": 4, "window": 50, "n_glove": 10_000, "n_glove_queries": 200,
                "rescores": [20, 200], "n_long": 20, "filler_words": 260,
-               "snippet_words": 50, "chunk_size": 128, "chunk_overlap": 32},
+               "snippet_words": 50, "chunk_size": 128, "chunk_overlap": 32, "n_fp16": 40},
         "standard": {"n_eval": 800, "max_chars": 1_000, "n_train": None, "max_len": 128,
                      "steps": 150, "batch_size": 64, "lr": 0.03, "ft_steps": 150,
                      "n_ticks": 3_000, "start_at": 300, "backfill_batch": 8, "window": 100,
                      "n_glove": 200_000, "n_glove_queries": 500, "rescores": [20, 50, 200],
                      "n_long": 100, "filler_words": 300, "snippet_words": 60,
-                     "chunk_size": 128, "chunk_overlap": 32},
+                     "chunk_size": 128, "chunk_overlap": 32, "n_fp16": 200},
         "full": {"n_eval": 800, "max_chars": None, "n_train": None, "max_len": 256,
                  "steps": 600, "batch_size": 64, "lr": 0.03, "ft_steps": 400, "n_ticks": 10_000,
                  "start_at": 1_000, "backfill_batch": 16, "window": 200, "n_glove": 399_000,
                  "n_glove_queries": 1_000, "rescores": [20, 50, 200, 1_000], "n_long": 400,
                  "filler_words": 400, "snippet_words": 60, "chunk_size": 128,
-                 "chunk_overlap": 32},
+                 "chunk_overlap": 32, "n_fp16": 800},
     },
     "15": {
         # clip_*: the digits two-tower (n_train images, the rest held out); rec_*: synthetic
