@@ -250,6 +250,6 @@ def ledger_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| # | chapter | claim | what was measured | verdict |", "|---:|---|---|---|---|"]
     for r in rows:
         cells = [str(r["item"]), r["chapter"], r["claim"], r["measured"] or "–", r["verdict"]]
-        lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells)
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells)
                      + " |")
     return "\n".join(lines)
