@@ -105,7 +105,7 @@ def test_unreachable_scheduler_fails_fast_naming_the_address(monkeypatch) -> Non
 # ----------------------------------------------------------------------------- the cluster
 def test_resume_corrupt_partition_and_killed_worker(client, tmp_path) -> None:
     scale.write_text_partitions(TEXTS, tmp_path / "in", 8)  # 12 partitions
-    slow = functools.partial(scale.hashing_encoder, seconds=0.4)
+    slow = functools.partial(scale.hashing_encoder, seconds=0.25)
     clean = scale.embed_corpus(client, tmp_path / "in", tmp_path / "clean", encode=slow)
     assert clean.done == list(range(12)) and not clean.failed and clean.n_docs == 96
     again = scale.embed_corpus(client, tmp_path / "in", tmp_path / "clean", encode=slow)
