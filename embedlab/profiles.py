@@ -92,7 +92,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "standard": {"n_eval": 800, "max_chars": 1000, "n_train": None, "max_len": 128,
                      "steps": 150, "batch_size": 64, "batch_sizes": [16, 32, 64, 256],
                      "temperatures": [0.01, 0.05, 0.1, 1.0], "n_negatives": 1, "margin": 0.1,
-                     "lr": 0.03, "ft_pairs": 640, "ft_batch": 32, "ft_lr": 2e-4,
+                     "lr": 0.03, "ft_pairs": 640, "ft_batch": 32, "ft_lr": 1e-4,
                      "ft_chars": 200, "ft_len": 48, "ft_layers": 3, "ft_eval": 400},
         "full": {"n_eval": 800, "max_chars": None, "n_train": None, "max_len": 256,
                  "steps": 600, "batch_size": 64, "batch_sizes": [16, 32, 64, 128, 256, 512],
