@@ -49,7 +49,7 @@ CHAPTERS: dict[str, tuple[str, str]] = {
 
 CELL_METADATA_ALLOWED = {"tags", "exercise"}
 NOTEBOOK_METADATA_ALLOWED = {"kernelspec", "language_info"}
-KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+KERNELSPEC = {"display_name": "Python (embedlab)", "language": "python", "name": "embedlab"}
 
 
 # --------------------------------------------------------------------------- hygiene
