@@ -219,3 +219,85 @@ def _(fn):
     before = float(fn(model, torch.optim.SGD(model.parameters(), lr=1e-3), q, p, n, tau))
     after = float(_reference_loss(model, q, p, n, tau))
     assert after < before, f"loss {before} before the step, {after} after"
+
+
+# --------------------------------------------------------------------------- 04.evaluate
+evaluate = exercise("04.evaluate", name="evaluate_retrieval", points=6)
+METRICS = ("recall@1", "recall@k", "mrr", "ndcg@k")
+
+
+def _retrieval_case(rng: np.random.Generator):
+    """Fresh queries, documents of mixed lengths and 1 to 3 relevant documents per query."""
+    n_q, n_d, d = int(rng.integers(8, 30)), int(rng.integers(40, 120)), int(rng.integers(4, 16))
+    docs = rng.normal(size=(n_d, d)) * rng.uniform(0.2, 5.0, size=(n_d, 1))
+    relevant = [sorted(rng.choice(n_d, size=int(rng.integers(1, 4)), replace=False).tolist())
+                for _ in range(n_q)]
+    queries = np.stack([docs[r].mean(0) / np.linalg.norm(docs[r].mean(0)) for r in relevant])
+    queries += rng.normal(scale=0.8, size=queries.shape)
+    return queries, docs, relevant
+
+
+def _reference_metrics(queries, docs, relevant, k):
+    """A plain loop per query: cosine ranks, then each metric from its definition."""
+    from sklearn.metrics import ndcg_score
+
+    unit_d = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    r1 = rk = rr = 0.0
+    truth, scores = [], []
+    for q, rel in zip(queries, relevant, strict=True):
+        s = unit_d @ (q / np.linalg.norm(q))
+        ranking = sorted(range(len(s)), key=lambda j: -s[j])
+        r1 += float(ranking[0] in rel) / len(rel)
+        rk += len(set(ranking[:k]) & set(rel)) / len(rel)
+        rr += 1.0 / (1 + min(ranking.index(j) for j in rel))
+        truth.append(np.isin(np.arange(len(s)), rel).astype(float))
+        scores.append(s)
+    n = len(queries)
+    return {"recall@1": r1 / n, "recall@k": rk / n, "mrr": rr / n,
+            "ndcg@k": float(ndcg_score(np.array(truth), np.array(scores), k=k))}
+
+
+@evaluate.check("returns a dict with recall@1, recall@k, mrr and ndcg@k, each a float in [0, 1]")
+def _(fn):
+    queries, docs, relevant = _retrieval_case(_fresh())
+    got = fn(queries, docs, relevant, 10)
+    assert isinstance(got, dict), f"expected a dict, got {type(got).__name__}"
+    missing = [m for m in METRICS if m not in got]
+    assert not missing, f"missing keys {missing}"
+    for m in METRICS:
+        v = got[m]
+        assert isinstance(v, float) and 0.0 <= v <= 1.0, f"{m} = {v!r}: expected a float in [0, 1]"
+
+
+@evaluate.check("matches every metric's definition (cosine ranking; several relevant documents "
+                "per query; nDCG as scikit-learn computes it) on fresh random data")
+def _(fn):
+    rng = _fresh()
+    for k in (1, 5, 10):
+        queries, docs, relevant = _retrieval_case(rng)
+        got, want = fn(queries, docs, relevant, k), _reference_metrics(queries, docs, relevant, k)
+        for m in METRICS:
+            assert abs(float(got[m]) - want[m]) < 1e-6, (
+                f"k={k}: {m} = {float(got[m]):.6f}, expected {want[m]:.6f}")
+
+
+@evaluate.check("ranks by cosine: rescaling a document vector changes nothing")
+def _(fn):
+    rng = _fresh()
+    queries, docs, relevant = _retrieval_case(rng)
+    scaled = docs * rng.uniform(0.01, 100.0, size=(len(docs), 1))
+    a, b = fn(queries, docs, relevant, 10), fn(queries, scaled, relevant, 10)
+    for m in METRICS:
+        assert abs(float(a[m]) - float(b[m])) < 1e-9, f"{m} changed from {a[m]} to {b[m]}"
+
+
+@evaluate.check("raises ValueError for k < 1, a query with no relevant document, a relevant id "
+                "out of range, or queries and documents of different widths")
+def _(fn):
+    from embedlab.checks import must_raise
+
+    queries, docs, relevant = _retrieval_case(_fresh())
+    must_raise(fn, queries, docs, relevant, 0)
+    must_raise(fn, queries, docs, [[]] + relevant[1:], 10)
+    must_raise(fn, queries, docs, [[len(docs)]] + relevant[1:], 10)
+    must_raise(fn, queries[:, :-1], docs, relevant, 10)
