@@ -178,7 +178,7 @@ LEDGER: dict[int, tuple[str, tuple[str, ...], str]] = {
     17: ("09", ("ch09.pq_4096_to_128",), "PQ: 4096 B become 128 B, 32x smaller and lossy"),
     18: ("11", ("ch11.anisotropic_vs_scann", "ch11.scann_scan_faster"),
          "ScaNN: anisotropic loss plus ADC give the best recall and throughput"),
-    19: ("11", ("ch11.exact_1m_hundreds_of_ms", "ch11.table_hnsw_100m", "ch11.table_ivfpq_1b",
+    19: ("11", ("ch11.exact_1m_query_ms", "ch11.table_hnsw_100m", "ch11.table_ivfpq_1b",
                 "ch17.index_choice_by_size"),
          "the index-choice table by collection size, latency, recall and memory"),
     20: ("12", ("ch12.slower_beyond_10m", "ch12.pre_filter", "ch12.post_filter_trap"),
