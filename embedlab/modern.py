@@ -240,10 +240,7 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
     model.embedlab_key = key
     path = cache_dir() / "derived" / f"minilm-ft-{key}.pt"
     if cache and path.exists():
-        saved = torch.load(path, map_location=device, weights_only=False)
-        model.load_state_dict(saved["state_dict"])
-        model.eval()
-        return FineTuned(model, saved["seconds"], saved["losses"], True, key)
+        return _load_trained(path, model, device, key)
 
     if matryoshka_dims is not None:
         loss_fn = MatryoshkaLoss(partial(info_nce, temperature=temperature), list(matryoshka_dims))
@@ -293,12 +290,26 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
     seconds = time.perf_counter() - t0
     model.eval()
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"state_dict": model.state_dict(), "seconds": seconds, "losses": losses,
-                    "parts": parts}, tmp)
-        tmp.replace(path)
+        _save_trained(path, model, seconds, losses, parts)
     return FineTuned(model, seconds, losses, False, key)
+
+
+def _save_trained(path: Path, model: torch.nn.Module, seconds: float, losses: list[float],
+                  parts: dict) -> None:
+    """Write trained weights with their training record, atomically (temporary name, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state_dict": model.state_dict(), "seconds": seconds, "losses": losses,
+                "parts": parts}, tmp)
+    tmp.replace(path)
+
+
+def _load_trained(path: Path, model: torch.nn.Module, device, key: str) -> FineTuned:
+    """Weights cached by :func:`_save_trained`, loaded into ``model``."""
+    saved = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    return FineTuned(model, saved["seconds"], saved["losses"], True, key)
 
 
 # --------------------------------------------------------------------------- cross-encoder
@@ -391,10 +402,7 @@ def train_cross_encoder(queries: Sequence[str], docs: Sequence[str],
     torch.manual_seed(seed)
     model = CrossEncoder(base, max_length=max_length).to(device)
     if cache and path.exists():
-        saved = torch.load(path, map_location=device, weights_only=False)
-        model.load_state_dict(saved["state_dict"])
-        model.eval()
-        return FineTuned(model, saved["seconds"], saved["losses"], True, key)
+        return _load_trained(path, model, device, key)
     opt = torch.optim.AdamW([{"params": model.transformer.parameters(), "lr": lr},
                              {"params": model.head.parameters(), "lr": head_lr}])
     gen = torch.Generator().manual_seed(seed)
@@ -423,11 +431,7 @@ def train_cross_encoder(queries: Sequence[str], docs: Sequence[str],
     seconds = time.perf_counter() - t0
     model.eval()
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"state_dict": model.state_dict(), "seconds": seconds, "losses": losses,
-                    "parts": parts}, tmp)
-        tmp.replace(path)
+        _save_trained(path, model, seconds, losses, parts)
     return FineTuned(model, seconds, losses, False, key)
 
 
