@@ -85,7 +85,35 @@ def strict() -> bool:
     return os.environ.get("EMBEDLAB_STRICT", "").strip() not in ("", "0", "false", "no")
 
 
-def claim(id: str, text: str, holds: Any) -> bool:
+class Verdict:
+    """What :func:`claim` returns: true when the claim holds, false when it does not.
+
+    A notebook cell that ends with ``claim(...)`` shows nothing more than the sentence that
+    ``claim`` printed with its mark (a plain ``bool`` would add an ``Out: True`` under it).
+    """
+
+    __slots__ = ("id", "holds")
+
+    def __init__(self, id: str, holds: bool) -> None:
+        self.id, self.holds = id, holds
+
+    def __bool__(self) -> bool:
+        return self.holds
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self) == other if isinstance(other, (bool, Verdict)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.holds)
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.id!r}, holds={self.holds})"
+
+    def _ipython_display_(self) -> None:
+        """Display nothing: the sentence and its mark are already printed."""
+
+
+def claim(id: str, text: str, holds: Any) -> Verdict:
     """State one claim the chapter checks on this run, with its verdict.
 
     ``text`` is the sentence, built from the run's own numbers (an f-string); ``holds`` is the
@@ -115,7 +143,7 @@ def claim(id: str, text: str, holds: Any) -> bool:
         import warnings
 
         warnings.warn(f"claim {id} does not hold on this run: {text}", stacklevel=2)
-    return holds
+    return Verdict(id, holds)
 
 
 def claims() -> list[dict[str, Any]]:

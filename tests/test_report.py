@@ -1,10 +1,12 @@
-"""The claims ledger: every CLAIMS.md item has a row, every listed claim id is stated somewhere."""
+"""claim() and the claims ledger: a verdict printed, recorded, warned or raised; every CLAIMS.md
+item has a row, every listed claim id is stated somewhere."""
 
 import json
 import re
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from embedlab import report
 
@@ -67,3 +69,46 @@ def test_rows_take_verdicts_from_the_course_records(tmp_path, monkeypatch) -> No
     assert rows[1]["verdict"] == report.NOT_RUN
     table = report.ledger_markdown(list(rows.values()))
     assert table.count("\n") == 31 and "| 2 | 01 |" in table
+
+
+def test_claim_prints_records_and_returns_its_verdict(tmp_path, monkeypatch, capsys) -> None:
+    out = tmp_path / "records.jsonl"
+    monkeypatch.setenv("EMBEDLAB_REPORT", str(out))
+    monkeypatch.delenv("EMBEDLAB_STRICT", raising=False)
+    monkeypatch.setattr(report, "_CLAIMS", [])
+    v = report.claim("ch99.holds", "two is more than one", 2 > 1)
+    assert v and v == True and v.holds is True  # noqa: E712 (a Verdict compares with bools)
+    assert capsys.readouterr().out.strip() == "✓ two is more than one"
+    with pytest.warns(UserWarning, match="ch99.fails"):
+        v = report.claim("ch99.fails", "one is more than two", 1 > 2)
+    assert not v and v == False  # noqa: E712
+    assert capsys.readouterr().out.strip() == "✗ one is more than two"
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == [{"claim": "ch99.holds", "text": "two is more than one", "holds": True},
+                    {"claim": "ch99.fails", "text": "one is more than two", "holds": False}]
+    assert [c["id"] for c in report.claims()] == ["ch99.holds", "ch99.fails"]
+
+
+def test_claim_under_strict_raises_after_printing(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("EMBEDLAB_REPORT", raising=False)
+    monkeypatch.setenv("EMBEDLAB_STRICT", "1")
+    monkeypatch.setattr(report, "_CLAIMS", [])
+    with pytest.raises(report.ClaimFailed, match="ch99.strict"):
+        report.claim("ch99.strict", "a failing sentence", False)
+    assert "✗ a failing sentence" in capsys.readouterr().out
+    assert report.claim("ch99.ok", "a holding sentence", True)
+
+
+def test_claim_rejects_a_verdict_that_is_not_a_bool() -> None:
+    with pytest.raises(TypeError, match="holds must be a bool"):
+        report.claim("ch99.x", "text", 0.5)
+    with pytest.raises(ValueError, match="id"):
+        report.claim("", "text", True)
+
+
+def test_a_verdict_shows_nothing_in_a_notebook() -> None:
+    """A cell ending in claim(...) displays only the printed sentence, no `Out: True`."""
+    from IPython.core.formatters import DisplayFormatter
+
+    assert DisplayFormatter().format(report.Verdict("ch99.x", True)) == ({}, {})
+    assert DisplayFormatter().format(True)[0]  # a bare bool would be shown
