@@ -36,6 +36,10 @@ __all__ = [
     "spearman",
     "pair_scores",
     "similarity_spearman",
+    "recall_at_k",
+    "mrr",
+    "ndcg",
+    "ranking_metrics",
 ]
 
 
@@ -385,3 +389,24 @@ def ndcg(ranked: object, relevant: object, k: int) -> float:
         gains = np.array([v in rel_i for v in row[:k].tolist()], dtype=np.float64)
         out.append(float(gains @ disc) / float(disc[: min(k, len(rel_i))].sum()))
     return float(np.mean(out))
+
+
+def ranking_metrics(scores: object, relevant: object = None, k: int = 10) -> dict[str, float]:
+    """The four numbers of every retrieval table of the course, from a (queries, documents) score
+    matrix ranked in full (higher first, ties by document order): ``recall@1``, ``recall@{k}``,
+    ``mrr`` and ``ndcg@{k}``. ``relevant[i]`` holds query i's relevant document ids (one id or a
+    list); by default query i's one relevant document is document i (a paired task)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] == 0 or s.shape[1] == 0:
+        raise ValueError(f"scores must be a non-empty (queries, documents) matrix, got {s.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite (no NaN or inf)")
+    if relevant is None:
+        if s.shape[0] > s.shape[1]:
+            raise ValueError(f"with relevant=None query i's document is document i, so there "
+                             f"must be at least as many documents as queries, got {s.shape}")
+        relevant = np.arange(s.shape[0])
+    ranked = np.argsort(-s, axis=1, kind="stable")
+    return {"recall@1": recall_at_k(ranked, relevant, 1),
+            f"recall@{k}": recall_at_k(ranked, relevant, k),
+            "mrr": mrr(ranked, relevant), f"ndcg@{k}": ndcg(ranked, relevant, k)}

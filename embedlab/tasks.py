@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from embedlab.evaluation import mrr, ndcg, recall_at_k, spearman
+from embedlab.evaluation import ranking_metrics, spearman
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -97,10 +97,7 @@ def retrieval_task(embed: Embed, n: int | None = None, max_chars: int | None = N
     if q.shape[1] != d.shape[1]:
         raise ValueError(f"query and document embeddings differ in dimension: {q.shape[1]} "
                          f"and {d.shape[1]}")
-    ranked = np.argsort(-(q @ d.T), axis=1, kind="stable")
-    gold = np.arange(n)
-    return {"recall@1": recall_at_k(ranked, gold, 1), "recall@10": recall_at_k(ranked, gold, 10),
-            "mrr": mrr(ranked, gold), "ndcg@10": ndcg(ranked, gold, 10), "n": int(n)}
+    return {**ranking_metrics(q @ d.T), "n": int(n)}
 
 
 def lee_task(embed: Embed) -> dict[str, float]:

@@ -212,3 +212,26 @@ def test_case_variants_follow_gensim(tmp_path):
     assert ours.answered["family"] == 2 and ours.correct["family"] == 2
     assert ours.correct["family"] == len(sections[0]["correct"])
     assert analogy_accuracy(vectors, words, questions, restrict_vocab=6)["total"] == score
+
+
+def test_ranking_metrics_known_answer_and_bad_input():
+    from embedlab.evaluation import ranking_metrics
+
+    # query 0's document ranks 3rd, query 1's first, query 2's 12th (beyond k = 10)
+    scores = np.zeros((3, 12))
+    scores[0] = np.linspace(1, 0, 12)
+    scores[0, [0, 2]] = scores[0, [2, 0]]
+    scores[1, 1] = 1.0
+    scores[2] = np.linspace(1, 0, 12)[::-1]
+    scores[2, [2, 0]] = scores[2, [0, 2]]     # document 2 takes the lowest score
+    m = ranking_metrics(scores)
+    assert m["recall@1"] == pytest.approx(1 / 3)
+    assert m["recall@10"] == pytest.approx(2 / 3)
+    assert m["mrr"] == pytest.approx((1 / 3 + 1 + 1 / 12) / 3)
+    assert m["ndcg@10"] == pytest.approx((1 / np.log2(4) + 1) / 3)
+    assert ranking_metrics(scores, relevant=[[0, 1], [1], [2]], k=5)["recall@5"] == \
+        pytest.approx((1.0 + 1 + 0) / 3)
+    with pytest.raises(ValueError, match="at least as many documents"):
+        ranking_metrics(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        ranking_metrics(np.full((2, 2), np.nan))
