@@ -149,7 +149,7 @@ def encode(model, texts: Sequence[str], prefix: str = "", batch_size: int = 64,
                          show_progress_bar=False).astype(np.float32)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")   # one per process
             np.save(tmp, x)
             tmp.replace(path)
     if dim is not None:
@@ -303,7 +303,7 @@ def _save_trained(path: Path, model: torch.nn.Module, seconds: float, losses: li
                   parts: dict) -> None:
     """Write trained weights with their training record, atomically (temporary name, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")     # one per process
     torch.save({"state_dict": model.state_dict(), "seconds": seconds, "losses": losses,
                 "parts": parts}, tmp)
     tmp.replace(path)

@@ -66,19 +66,20 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # n_eval: held-out news pairs scored (of 800); max_chars: articles cut to this length;
         # steps/batch_size: the quick bi-encoder trained at the end (bag of GloVe embeddings);
         # timing_texts: headlines timed for MiniLM's cost per pass; ce_*: the cross-encoder
-        # (training pairs, article cut in characters, BM25 negatives per pair, batch, learning
-        # rate, word pieces per pair); rerank_queries x rerank_k: the shortlist it re-ranks
+        # (training headlines mined, the hardest of them trained on, article cut in characters,
+        # MiniLM-mined negatives per headline (plus one from BM25), batch, learning rate, word
+        # pieces per pair); rerank_queries x rerank_k: the shortlists it re-ranks
         "ci": {"n_eval": 200, "max_chars": 500, "steps": 30, "batch_size": 32, "max_len": 64,
-               "timing_texts": 64, "ce_pairs": 48, "ce_chars": 200, "ce_negs": 1,
-               "ce_batch": 8, "ce_lr": 5e-5, "ce_len": 64, "rerank_queries": 20,
+               "timing_texts": 64, "ce_pool": 48, "ce_hard": 16, "ce_chars": 200,
+               "ce_negs": 1, "ce_batch": 8, "ce_lr": 5e-5, "ce_len": 64, "rerank_queries": 20,
                "rerank_k": 10},
         "standard": {"n_eval": 800, "max_chars": 1000, "steps": 200, "batch_size": 64,
-                     "max_len": 128, "timing_texts": 256, "ce_pairs": 96, "ce_chars": 200,
-                     "ce_negs": 1, "ce_batch": 16, "ce_lr": 5e-5, "ce_len": 64,
-                     "rerank_queries": 30, "rerank_k": 20},
+                     "max_len": 128, "timing_texts": 256, "ce_pool": 400, "ce_hard": 160,
+                     "ce_chars": 200, "ce_negs": 2, "ce_batch": 16, "ce_lr": 5e-5, "ce_len": 64,
+                     "rerank_queries": 100, "rerank_k": 10},
         "full": {"n_eval": 800, "max_chars": None, "steps": 1000, "batch_size": 128,
-                 "max_len": 256, "timing_texts": 1000, "ce_pairs": 2000, "ce_chars": 500,
-                 "ce_negs": 3, "ce_batch": 16, "ce_lr": 5e-5, "ce_len": 160,
+                 "max_len": 256, "timing_texts": 1000, "ce_pool": 2000, "ce_hard": 800,
+                 "ce_chars": 500, "ce_negs": 3, "ce_batch": 16, "ce_lr": 5e-5, "ce_len": 160,
                  "rerank_queries": 800, "rerank_k": 20},
     },
     "05": {
@@ -222,24 +223,28 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # the chapter-05 bag-of-GloVe encoder, its table lifted to each output size in `sizes`;
         # mrl_dims: the nested sizes of the Matryoshka run (the largest is its full size);
         # n_base: news sentences searched in the funnel timing; shortlists: funnel widths;
-        # random_dims: dimensions of the Gaussian data in the distance-concentration plot.
+        # random_dims: dimensions of the Gaussian data in the distance-concentration plot;
+        # minilm_dims: the prefixes MiniLM is fine-tuned for with the Matryoshka loss (on chapter
+        # 05's fine-tuning data and settings, so chapter 05's plain run is reused).
         "ci": {"n_train": 1000, "n_eval": 300, "max_chars": 500, "max_len": 64, "steps": 25,
                "batch_size": 32, "lr": 0.03, "temperature": 0.05, "max_words": 20_000,
                "top_glove": 5_000, "sizes": [16, 64, 256], "mrl_dims": [16, 32, 64, 128],
                "n_base": 3_000, "shortlists": [20, 50, 100], "random_dims": [2, 8, 32, 128, 512],
-               "timing_repeats": 2},
+               "timing_repeats": 2, "minilm_dims": [384, 192, 96, 64, 48]},
         "standard": {"n_train": None, "n_eval": 800, "max_chars": 1000, "max_len": 128,
                      "steps": 200, "batch_size": 64, "lr": 0.03, "temperature": 0.05,
                      "max_words": 30_000, "top_glove": 20_000,
                      "sizes": [16, 32, 64, 128, 256, 512], "mrl_dims": [16, 32, 64, 128],
                      "n_base": 20_000, "shortlists": [20, 50, 100, 200],
-                     "random_dims": [2, 8, 32, 128, 512, 2048], "timing_repeats": 3},
+                     "random_dims": [2, 8, 32, 128, 512, 2048], "timing_repeats": 3,
+                     "minilm_dims": [384, 192, 96, 64, 48]},
         "full": {"n_train": None, "n_eval": 800, "max_chars": None, "max_len": 256,
                  "steps": 600, "batch_size": 64, "lr": 0.03, "temperature": 0.05,
                  "max_words": 30_000, "top_glove": 20_000,
                  "sizes": [16, 32, 64, 128, 256, 512], "mrl_dims": [16, 32, 64, 128, 256],
                  "n_base": 80_000, "shortlists": [20, 50, 100, 200, 400],
-                 "random_dims": [2, 8, 32, 128, 512, 2048, 8192], "timing_repeats": 5},
+                 "random_dims": [2, 8, 32, 128, 512, 2048, 8192], "timing_repeats": 5,
+                 "minilm_dims": [384, 192, 96, 64, 48]},
     },
     "14": {
         # news task (n_eval held-out pairs, articles cut to max_chars); v1 = bag of GloVe with a
