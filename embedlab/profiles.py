@@ -69,9 +69,9 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # (training headlines mined, the hardest of them trained on, article cut in characters,
         # MiniLM-mined negatives per headline (plus one from BM25), batch, learning rate, word
         # pieces per pair); rerank_queries x rerank_k: the shortlists it re-ranks
-        "ci": {"n_eval": 200, "max_chars": 500, "steps": 30, "batch_size": 32, "max_len": 64,
-               "timing_texts": 64, "ce_pool": 48, "ce_hard": 16, "ce_chars": 200,
-               "ce_negs": 1, "ce_batch": 8, "ce_lr": 5e-5, "ce_len": 64, "rerank_queries": 20,
+        "ci": {"n_eval": 100, "max_chars": 500, "steps": 30, "batch_size": 32, "max_len": 64,
+               "timing_texts": 64, "ce_pool": 32, "ce_hard": 8, "ce_chars": 200,
+               "ce_negs": 1, "ce_batch": 8, "ce_lr": 5e-5, "ce_len": 64, "rerank_queries": 10,
                "rerank_k": 10},
         "standard": {"n_eval": 800, "max_chars": 1000, "steps": 200, "batch_size": 64,
                      "max_len": 128, "timing_texts": 256, "ce_pool": 400, "ce_hard": 160,
@@ -85,21 +85,25 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "05": {
         # n_train: training pairs used (None = all ~2,900); steps per run of every sweep;
         # ft_*: MiniLM fine-tuning (pairs, batch, learning rate, article cut in characters and
-        # word pieces, top layers trained, held-out pairs scored)
+        # word pieces, top layers trained, held-out pairs scored); lee_docs: how many of Lee's 50
+        # documents the instruction study scores (None = all)
         "ci": {"n_eval": 200, "max_chars": 500, "n_train": 1000, "max_len": 64, "steps": 30,
                "batch_size": 32, "batch_sizes": [16, 64], "temperatures": [0.05, 1.0],
-               "n_negatives": 1, "margin": 0.1, "lr": 0.03, "ft_pairs": 64, "ft_batch": 16,
-               "ft_lr": 1e-4, "ft_chars": 200, "ft_len": 48, "ft_layers": 3, "ft_eval": 100},
+               "n_negatives": 1, "margin": 0.1, "lr": 0.03, "ft_pairs": 32, "ft_batch": 8,
+               "ft_lr": 1e-4, "ft_chars": 120, "ft_len": 32, "ft_layers": 3, "ft_eval": 32,
+               "lee_docs": 20},
         "standard": {"n_eval": 800, "max_chars": 1000, "n_train": None, "max_len": 128,
                      "steps": 150, "batch_size": 64, "batch_sizes": [16, 32, 64, 256],
                      "temperatures": [0.01, 0.05, 0.1, 1.0], "n_negatives": 1, "margin": 0.1,
                      "lr": 0.03, "ft_pairs": 640, "ft_batch": 32, "ft_lr": 1e-4,
-                     "ft_chars": 200, "ft_len": 48, "ft_layers": 3, "ft_eval": 400},
+                     "ft_chars": 200, "ft_len": 48, "ft_layers": 3, "ft_eval": 400,
+                     "lee_docs": None},
         "full": {"n_eval": 800, "max_chars": None, "n_train": None, "max_len": 256,
                  "steps": 600, "batch_size": 64, "batch_sizes": [16, 32, 64, 128, 256, 512],
                  "temperatures": [0.01, 0.02, 0.05, 0.1, 0.2, 1.0], "n_negatives": 3,
                  "margin": 0.1, "lr": 0.03, "ft_pairs": None, "ft_batch": 32, "ft_lr": 5e-5,
-                 "ft_chars": 500, "ft_len": 128, "ft_layers": None, "ft_eval": 800},
+                 "ft_chars": 500, "ft_len": 128, "ft_layers": None, "ft_eval": 800,
+                 "lee_docs": None},
     },
     "06": {
         # SimCSE: n_sentences news sentences, steps per run; sup_steps: supervised pairs after
@@ -226,7 +230,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # random_dims: dimensions of the Gaussian data in the distance-concentration plot;
         # minilm_dims: the prefixes MiniLM is fine-tuned for with the Matryoshka loss (on chapter
         # 05's fine-tuning data and settings, so chapter 05's plain run is reused).
-        "ci": {"n_train": 1000, "n_eval": 300, "max_chars": 500, "max_len": 64, "steps": 25,
+        "ci": {"n_train": 1000, "n_eval": 100, "max_chars": 500, "max_len": 64, "steps": 25,
                "batch_size": 32, "lr": 0.03, "temperature": 0.05, "max_words": 20_000,
                "top_glove": 5_000, "sizes": [16, 64, 256], "mrl_dims": [16, 32, 64, 128],
                "n_base": 3_000, "shortlists": [20, 50, 100], "random_dims": [2, 8, 32, 128, 512],
