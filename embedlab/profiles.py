@@ -107,7 +107,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "06": {
         # SimCSE: n_sentences news sentences, steps per run; sup_steps: supervised pairs after
-        "ci": {"n_eval": 200, "max_chars": 500, "n_sentences": 2000, "sent_len": 32,
+        "ci": {"n_eval": 100, "max_chars": 500, "n_sentences": 2000, "sent_len": 32,
                "max_len": 64, "steps": 30, "batch_size": 32, "temperatures": [0.05, 0.5],
                "eval_every": 15, "sup_steps": 20, "bag_steps": 30, "lr": 1e-3},
         "standard": {"n_eval": 800, "max_chars": 1000, "n_sentences": 20000, "sent_len": 32,
@@ -257,10 +257,10 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # migration stream; n_glove/n_glove_queries: GloVe base of the storage study; rescores:
         # re-scoring shortlists; n_long: long documents of the truncation study; n_fp16: headlines
         # embedded by MiniLM in float16.
-        "ci": {"n_eval": 200, "max_chars": 500, "n_train": 1_000, "max_len": 64, "steps": 30,
+        "ci": {"n_eval": 100, "max_chars": 500, "n_train": 1_000, "max_len": 64, "steps": 30,
                "batch_size": 32, "lr": 0.03, "ft_steps": 40, "n_ticks": 600, "start_at": 100,
                "backfill_batch": 4, "window": 50, "n_glove": 10_000, "n_glove_queries": 200,
-               "rescores": [20, 200], "n_long": 20, "filler_words": 260,
+               "rescores": [20, 200], "n_long": 10, "filler_words": 260,
                "snippet_words": 50, "chunk_size": 128, "chunk_overlap": 32, "n_fp16": 40},
         "standard": {"n_eval": 800, "max_chars": 1_000, "n_train": None, "max_len": 128,
                      "steps": 150, "batch_size": 64, "lr": 0.03, "ft_steps": 150,
