@@ -212,7 +212,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # how deep each list goes into the fusion.
         "ci": {"n_base": 2_000, "n_query": 50, "n_latency": 20,
                "selectivities": [0.01, 0.03, 0.1, 0.3, 1.0], "post_depth": 40,
-               "n_trap": 50, "pg_ns": [500, 1_000, 2_000], "n_eval": 300, "max_chars": 500,
+               "n_trap": 50, "pg_ns": [500, 1_000, 2_000], "n_eval": 100, "max_chars": 500,
                "fusion_depth": 100},
         "standard": {"n_base": 10_000, "n_query": 200, "n_latency": 50,
                      "selectivities": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "post_depth": 40,
