@@ -39,6 +39,7 @@ __all__ = [
     "recall_at_k",
     "mrr",
     "ndcg",
+    "ranked_metrics",
     "ranking_metrics",
 ]
 
@@ -406,7 +407,13 @@ def ranking_metrics(scores: object, relevant: object = None, k: int = 10) -> dic
             raise ValueError(f"with relevant=None query i's document is document i, so there "
                              f"must be at least as many documents as queries, got {s.shape}")
         relevant = np.arange(s.shape[0])
-    ranked = np.argsort(-s, axis=1, kind="stable")
+    return ranked_metrics(np.argsort(-s, axis=1, kind="stable"), relevant, k)
+
+
+def ranked_metrics(ranked: object, relevant: object, k: int = 10) -> dict[str, float]:
+    """The same four numbers from ranked ids instead of scores: ``ranked[i]`` lists query i's
+    documents best first. It may be a shortlist (a re-ranked top k): a relevant document missing
+    from it counts as not retrieved, and ``k`` may not exceed its length."""
     return {"recall@1": recall_at_k(ranked, relevant, 1),
             f"recall@{k}": recall_at_k(ranked, relevant, k),
             "mrr": mrr(ranked, relevant), f"ndcg@{k}": ndcg(ranked, relevant, k)}

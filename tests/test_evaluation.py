@@ -235,3 +235,22 @@ def test_ranking_metrics_known_answer_and_bad_input():
         ranking_metrics(np.zeros((4, 3)))
     with pytest.raises(ValueError, match="finite"):
         ranking_metrics(np.full((2, 2), np.nan))
+
+
+def test_ranked_metrics_equal_ranking_metrics_and_read_a_shortlist():
+    from embedlab.evaluation import ranked_metrics, ranking_metrics
+
+    rng = np.random.default_rng(3)
+    scores = rng.standard_normal((40, 60))
+    ranked = np.argsort(-scores, axis=1, kind="stable")
+    assert ranked_metrics(ranked, np.arange(40)) == ranking_metrics(scores)
+    # a re-ranked shortlist of 3: query 0 finds its document second, query 1 not at all
+    short = np.array([[5, 0, 7], [4, 2, 3]])
+    m = ranked_metrics(short, [0, 1], k=3)
+    assert m["recall@1"] == 0.0 and m["recall@3"] == pytest.approx(0.5)
+    assert m["mrr"] == pytest.approx(0.25)
+    assert m["ndcg@3"] == pytest.approx(1 / np.log2(3) / 2)
+    with pytest.raises(ValueError, match="more than the 3 ranked ids"):
+        ranked_metrics(short, [0, 1], k=10)
+    with pytest.raises(TypeError, match="integer ids"):
+        ranked_metrics(short.astype(float), [0, 1], k=3)
