@@ -70,6 +70,16 @@ ALL_RUN = """() => {
     .map(e => e.textContent.trim());
   return ps.length > 0 && !ps.some(t => t.includes('*')) && /\\[\\d+\\]/.test(ps[0]);
 }""".replace("NOTEBOOK", VISIBLE_NB)
+# Something has been queued or run: a prompt shows '*' or an execution count.
+STARTED = r"""() => {
+  const nb = document.querySelector('NOTEBOOK');
+  if (!nb) return false;
+  return [...nb.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
+    .some(e => /\*|\d/.test(e.textContent));
+}""".replace("NOTEBOOK", VISIBLE_NB)
+# The notebook toolbar's kernel indicator once its kernel has started and answers.
+KERNEL_IDLE = (".jp-NotebookPanel:not(.lm-mod-hidden) "
+               ".jp-Notebook-ExecutionIndicator[data-status='idle']")
 
 
 def _chromium() -> str:
@@ -171,7 +181,17 @@ def _menu(page, menu: str, item: str) -> None:
 
 
 def _run_all_and_save(page, nb_file: Path, seconds: float) -> dict:
+    """Run every cell from the menu, wait for the last, save. On a loaded machine a Run All
+    clicked before the kernel is connected can be dropped (no cell queued, prompts stay
+    "[ ]"), so wait for the kernel to report idle first, and click once more if nothing starts."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.wait_for_selector(KERNEL_IDLE, state="attached", timeout=120_000)
     _menu(page, "Run", "Run All Cells")
+    try:
+        page.wait_for_function(STARTED, timeout=30_000, polling=500)
+    except PlaywrightTimeout:
+        _menu(page, "Run", "Run All Cells")
     page.wait_for_function(ALL_RUN, timeout=seconds * 1000, polling=500)
     _menu(page, "File", "Save Notebook")
     t0 = time.monotonic()
