@@ -238,7 +238,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "standard": {"n_train": None, "n_eval": 800, "max_chars": 1000, "max_len": 128,
                      "steps": 200, "batch_size": 64, "lr": 0.03, "temperature": 0.05,
                      "max_words": 30_000, "top_glove": 20_000,
-                     "sizes": [16, 32, 64, 128, 256, 512], "mrl_dims": [16, 32, 64, 128],
+                     "sizes": [16, 32, 64, 128, 256], "mrl_dims": [16, 32, 64, 128],
                      "n_base": 20_000, "shortlists": [20, 50, 100, 200],
                      "random_dims": [2, 8, 32, 128, 512, 2048], "timing_repeats": 3,
                      "minilm_dims": [384, 192, 96, 64, 48]},
