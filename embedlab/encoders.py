@@ -101,11 +101,14 @@ PAD, UNK = 0, 1
 class Vocabulary:
     """Word <-> id, with id 0 for padding and 1 for unknown words."""
 
+    MEMO_SIZE = 200_000   # texts whose ids are remembered (a training loop sees each many times)
+
     def __init__(self, words: Sequence[str]):
         self.words = ["<pad>", "<unk>", *words]
         self.index = {w: i for i, w in enumerate(self.words)}
         if len(self.index) != len(self.words):
             raise ValueError("words must not repeat (nor be '<pad>' or '<unk>')")
+        self._memo: dict[tuple[str, int], tuple[int, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.words)
@@ -114,9 +117,15 @@ class Vocabulary:
         """Token ids of ``text`` (lower-case word tokens), at most ``max_len`` of them."""
         from embedlab.text import tokenize
 
-        # a token is rarely longer than 20 characters: skip tokenising what would be cut anyway
-        toks = tokenize(text[: max_len * 20])[:max_len]
-        return [self.index.get(t, UNK) for t in toks]
+        key = (text, max_len)
+        hit = self._memo.get(key)
+        if hit is None:
+            # a token is rarely longer than 20 characters: skip tokenising what would be cut anyway
+            toks = tokenize(text[: max_len * 20])[:max_len]
+            hit = tuple(self.index.get(t, UNK) for t in toks)
+            if len(self._memo) < self.MEMO_SIZE:
+                self._memo[key] = hit
+        return list(hit)
 
 
 def glove_vocabulary(texts: Sequence[str], max_words: int = 30_000, top_glove: int = 20_000
@@ -206,11 +215,11 @@ class _SentenceEncoder(torch.nn.Module):
             raise ValueError("texts is empty: expected at least one text")
         seqs = [self.vocab.ids(t, self.max_len) or [UNK] for t in texts]
         width = max(len(s) for s in seqs)
-        ids = torch.zeros((len(seqs), width), dtype=torch.long)
+        padded = np.zeros((len(seqs), width), dtype=np.int64)
         for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            padded[i, : len(s)] = s
         dev = next(self.parameters()).device
-        ids = ids.to(dev)
+        ids = torch.from_numpy(padded).to(dev)
         return ids, ids != PAD
 
     def embed_tokens(self, tokens):  # pragma: no cover - defined by subclasses
