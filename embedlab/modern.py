@@ -138,6 +138,21 @@ def _bert(model):
     return model[0].auto_model
 
 
+def _through(layers, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Hidden states ``h`` (batch, tokens, hidden) through BERT ``layers``; ``mask`` (batch,
+    tokens) marks the real tokens, in the (batch, 1, tokens, tokens) form the layers take."""
+    square = mask[:, None, None, :].expand(-1, 1, mask.shape[1], -1)
+    for layer in layers:
+        h = layer(h, square)
+    return h
+
+
+def _trunk_key(model, train_layers: int) -> tuple[str, int, int]:
+    """(fingerprint, frozen layers, max_seq_length): what a trunk's states are kept under."""
+    return (fingerprint(model), len(_bert(model).encoder.layer) - train_layers,
+            model.max_seq_length)
+
+
 def _trunk_states(model, texts: list[str], trunk: tuple[str, int, int], device,
                   batch_size: int = 64) -> list[torch.Tensor]:
     """Hidden states (tokens, hidden) of each text after the trunk's frozen layers."""
@@ -153,9 +168,7 @@ def _trunk_states(model, texts: list[str], trunk: tuple[str, int, int], device,
             f = _features(model, chunk, device)
             h = bert.embeddings(input_ids=f["input_ids"], token_type_ids=f.get("token_type_ids"))
             mask = f["attention_mask"].bool()
-            square = mask[:, None, None, :].expand(-1, 1, mask.shape[1], -1)
-            for layer in bert.encoder.layer[:n_frozen]:
-                h = layer(h, square)
+            h = _through(bert.encoder.layer[:n_frozen], h, mask)
             for j, t in enumerate(chunk):
                 fresh[t] = h[j, :int(mask[j].sum())].clone()
     bert.train(was)
@@ -176,7 +189,7 @@ def share_trunk(model, train_layers: int):
             not 1 <= train_layers < layers:
         raise ValueError(f"train_layers must be an integer in [1, {layers - 1}], "
                          f"got {train_layers!r}")
-    model.embedlab_trunk = (fingerprint(model), layers - train_layers, model.max_seq_length)
+    model.embedlab_trunk = _trunk_key(model, train_layers)
     return model
 
 
@@ -188,9 +201,7 @@ def _top_embed(model, states: list[torch.Tensor], n_frozen: int) -> torch.Tensor
     for i, x in enumerate(states):
         h[i, :x.shape[0]] = x
         mask[i, :x.shape[0]] = True
-    square = mask[:, None, None, :].expand(-1, 1, width, -1)
-    for layer in _bert(model).encoder.layer[n_frozen:]:
-        h = layer(h, square)
+    h = _through(_bert(model).encoder.layer[n_frozen:], h, mask)
     m = mask.unsqueeze(-1).to(h.dtype)
     return F.normalize((h * m).sum(1) / m.sum(1), dim=-1)
 
@@ -342,7 +353,7 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
         raise ValueError(f"train_layers must be at most {n_layers}, got {train_layers}")
     trunk = None
     if train_layers is not None and train_layers < n_layers:
-        trunk = (parts["base"], n_layers - train_layers, max_seq_length)
+        trunk = _trunk_key(model, train_layers)       # the copy's weights are the base's here
     model.embedlab_trunk = trunk
     path = cache_dir() / "derived" / f"minilm-ft-{key}.pt"
     if cache and path.exists():
