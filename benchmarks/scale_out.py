@@ -1,4 +1,4 @@
-"""Chapter 18's scale-out job on a Dask LocalCluster: MiniLM embedding of the news sentences
+"""Chapter 19's scale-out job on a Dask LocalCluster: MiniLM embedding of the news sentences
 with one worker and with two, sharded IVF-PQ recall against the single index, and a worker
 killed in the middle of the embedding job.
 

@@ -42,9 +42,11 @@ CHAPTERS: dict[str, tuple[str, str]] = {
     "13": ("matryoshka", "Matryoshka embeddings"),
     "14": ("failure_modes", "Failure modes of real systems"),
     "15": ("beyond_text", "Beyond text"),
-    "16": ("k_closest_points", "k closest points (heap)"),
-    "17": ("checklist_review", "Checklist review"),
-    "18": ("scale_out", "Beyond one machine: Dask"),
+    "16": ("code_and_speech", "Code and speech"),
+    "17": ("k_closest_points", "k closest points (heap)"),
+    "18": ("checklist_review", "Checklist review"),
+    "19": ("scale_out", "Beyond one machine: Dask"),
+    "20": ("capstone", "Capstone: a search engine under a budget"),
 }
 
 CELL_METADATA_ALLOWED = {"tags", "exercise"}

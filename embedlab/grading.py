@@ -1,14 +1,14 @@
 """The exercise grader.
 
 Exercise notebooks live in ``solutions/NN_topic.ipynb``. A graded cell carries the tag ``graded``
-and the exercise id in its metadata (``{"tags": ["graded"], "exercise": "16.heap"}``); the answer
+and the exercise id in its metadata (``{"tags": ["graded"], "exercise": "17.heap"}``); the answer
 sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``. ``build_exercises`` writes
 ``exercises/`` from ``solutions/`` with each block replaced by ``raise NotImplementedError``.
 
 ``grade_notebook(path)`` runs each graded cell, with only the import cells above it, in a fresh
 Python process under a time limit, then runs that exercise's checks (``embedlab.checks``) on the
 object the cell defines. A syntax error, an exception or an endless loop in one answer costs that
-answer's points and nothing else. Inside a notebook, ``check("16.heap", k_closest_heap)`` runs the
+answer's points and nothing else. Inside a notebook, ``check("17.heap", k_closest_heap)`` runs the
 same checks at once and prints the same feedback.
 
 Hardening

@@ -10,7 +10,7 @@ Every notebook starts with a papermill ``parameters`` cell::
 
     profile = profile_from_env(default="standard")
 
-and reads its sizes with ``sizes("16", profile)``. The environment variable
+and reads its sizes with ``sizes("17", profile)``. The environment variable
 ``EMBEDLAB_PROFILE`` overrides the default; papermill may inject ``profile = "ci"`` instead.
 """
 
@@ -291,7 +291,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "clip_temperature": 0.1, "n_users": 5_000, "n_items": 2_000, "per_user": 100,
                  "rec_dim": 32, "rec_steps": 4_000, "rec_batch": 512, "rec_temperature": 0.1},
     },
-    "16": {
+    "17": {
         "ci": {"n_points": 20_000, "ns": [1_000, 4_000, 16_000], "ks": [1, 10, 100],
                "timing_repeats": 2},
         "standard": {"n_points": 1_000_000, "ns": [10_000, 100_000, 1_000_000],
@@ -299,18 +299,18 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"n_points": 10_000_000, "ns": [10_000, 100_000, 1_000_000, 10_000_000],
                  "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
     },
-    "17": {
+    "18": {
         # n_points/dim: random vectors of the cosine and heap checks; n_eval/max_chars: the news
         # pairs of the truncation check (MiniLM, cached); mrl_dims: prefixes checked;
         # grade: the exercise notebooks graded at the end ("all" = every chapter's).
         "ci": {"n_points": 2_000, "dim": 64, "n_eval": 200, "max_chars": 500,
-               "mrl_dims": [384, 192, 96, 48, 24], "grade": ["17"]},
+               "mrl_dims": [384, 192, 96, 48, 24], "grade": ["18"]},
         "standard": {"n_points": 100_000, "dim": 384, "n_eval": 800, "max_chars": 1_000,
-                     "mrl_dims": [384, 192, 96, 48, 24], "grade": ["14", "15", "16", "17"]},
+                     "mrl_dims": [384, 192, 96, 48, 24], "grade": ["14", "15", "17", "18"]},
         "full": {"n_points": 1_000_000, "dim": 384, "n_eval": 800, "max_chars": None,
                  "mrl_dims": [384, 256, 192, 128, 96, 64, 48, 24], "grade": "all"},
     },
-    "18": {
+    "19": {
         # n_sentences: news sentences embedded on the Dask cluster, in partitions of
         # partition_size; n_queries: the following sentences, as queries; overhead_tasks and
         # payload_mb: the round-trip study; nlist/m/nbits/nprobe: the IVF-PQ shards;

@@ -1,6 +1,6 @@
 """The course report: key results recorded by notebooks, gathered by ``make course``.
 
-A notebook calls ``record("ch16.heap_ops_n1e6_k10", 2.1e7)``. When the notebook runs under
+A notebook calls ``record("ch17.heap_ops_n1e6_k10", 2.1e7)``. When the notebook runs under
 ``embedlab course`` the environment variable ``EMBEDLAB_REPORT`` names a JSON-lines file and each
 call appends one line to it; the course runner then writes ``build/course/REPORT.md`` with every
 notebook's wall time, state and recorded results. In JupyterLab, with no such variable, the values
@@ -169,7 +169,7 @@ def read_claims(path: str | Path) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- the ledger
 # The session's claims (../shared/CLAIMS.md, items 1 to 30) -> the chapter that checks each one,
-# the ids of the claim() calls that check it, and a short paraphrase. Chapter 17 prints it as a
+# the ids of the claim() calls that check it, and a short paraphrase. Chapter 18 prints it as a
 # table computed from the claims the course recorded. An item whose tuple of ids is empty is not
 # checked by any chapter yet; its row says so.
 LEDGER: dict[int, tuple[str, tuple[str, ...], str]] = {
@@ -188,13 +188,13 @@ LEDGER: dict[int, tuple[str, tuple[str, ...], str]] = {
         "SimCSE: dropout as the augmentation, no labelled pairs"),
     8: ("04", ("04.mteb_average_is_not_map",), "modern embedders; what the MTEB average is"),
     9: ("05", ("05.low_tau_weights_hard_negatives", "05.denominator_includes_positive",
-               "ch17.low_tau_hard_negatives", "ch17.infonce_denominator"),
+               "ch18.low_tau_hard_negatives", "ch18.infonce_denominator"),
         "InfoNCE with tau about 0.05 to 0.1; lower tau weighs hard negatives more"),
-    10: ("05", ("05.in_batch_negatives", "ch17.in_batch_negatives"),
+    10: ("05", ("05.in_batch_negatives", "ch18.in_batch_negatives"),
         "a batch of 256 gives 255 free negatives per anchor"),
     11: ("05", ("05.hard_negative_margin",), "hard negatives raise the margin and the quality"),
     12: ("07", ("ch07.dot_equals_cosine_unit", "ch07.metrics_disagree_raw",
-                "ch17.unit_vectors_rank_identically"),
+                "ch18.unit_vectors_rank_identically"),
          "cosine for varying magnitude; dot equals cosine on unit vectors"),
     13: ("07", ("ch07.normalise_once_faster",), "always L2-normalise, then use the dot product"),
     14: ("08", ("ch08.scan_100m_1024d",),
@@ -207,14 +207,14 @@ LEDGER: dict[int, tuple[str, tuple[str, ...], str]] = {
     18: ("11", ("ch11.anisotropic_vs_scann", "ch11.scann_scan_faster"),
          "ScaNN: anisotropic loss plus ADC give the best recall and throughput"),
     19: ("11", ("ch11.exact_1m_query_ms", "ch11.table_hnsw_100m", "ch11.table_ivfpq_1b",
-                "ch17.index_choice_by_size"),
+                "ch18.index_choice_by_size"),
          "the index-choice table by collection size, latency, recall and memory"),
     20: ("12", ("ch12.slower_beyond_10m", "ch12.pre_filter", "ch12.post_filter_trap"),
          "the vector databases compared (pgvector slower beyond 10M, payload filtering)"),
     21: ("12", ("ch12.until_you_outgrow_it",), "pgvector until you outgrow it"),
     22: ("13", ("ch13.bigger_not_better",), "bigger is not better; dimension sweet spots"),
     23: ("13", ("ch13.six_x_truncation_loss", "ch13.mrl_keeps_more",
-                "ch13.minilm_matryoshka_6x", "ch13.funnel_recovers", "ch17.minilm_truncation"),
+                "ch13.minilm_matryoshka_6x", "ch13.funnel_recovers", "ch18.minilm_truncation"),
          "Matryoshka: truncate 6x with negligible quality loss"),
     24: ("14", ("ch14.drift", "ch14.migration"),
          "drift: a new embedder version makes every stored vector stale"),
@@ -225,9 +225,9 @@ LEDGER: dict[int, tuple[str, tuple[str, ...], str]] = {
          "the tokenisation gap: chunk before embedding"),
     28: ("15", ("ch15.zero_shot_far_above_chance", "ch15.logq_recovers_recall"),
          "images, recommendation, code and audio use the same contrastive recipe"),
-    29: ("16", ("ch16.heap_is_scan_selection", "ch17.k_closest_heap"),
+    29: ("17", ("ch17.heap_is_scan_selection", "ch18.k_closest_heap"),
         "k closest points: a size-k heap, as an ANN scan"),
-    30: ("17", ("ch17.checklist_demonstrated",), "the learner's end-of-course checklist"),
+    30: ("18", ("ch18.checklist_demonstrated",), "the learner's end-of-course checklist"),
 }
 
 NOT_RUN = "not run in this session: run `make course`"

@@ -19,7 +19,7 @@ cluster engine:
    plugin warms a module-level cache), not once per task.
 3. **Scatter-gather search over shards.** Each worker holds one IVF-PQ shard in memory (a Dask
    future pinned to that worker). A query goes to every shard, each returns its own top k with
-   global ids, and the client merges the sorted lists with chapter 16's k-way heap merge
+   global ids, and the client merges the sorted lists with chapter 17's k-way heap merge
    (``embedlab.heap.merge_k_best``). The coarse quantiser and the PQ codebooks are trained once
    and shared by every shard, so a vector gets the same list and the same code wherever it is
    stored, and the sharded result equals the single index's result at the same ``nprobe``.

@@ -41,9 +41,9 @@ SHOTS = ROOT / "build" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-TEACHING = "16_k_closest_points.ipynb"
-EXERCISE = "16_k_closest_points.ipynb"
-GRADED = "16.heap"
+TEACHING = "17_k_closest_points.ipynb"
+EXERCISE = "17_k_closest_points.ipynb"
+GRADED = "17.heap"
 # A correct answer, typed into the graded cell: one pass over any iterable, a heap of k entries.
 ANSWER = '''def k_closest_heap(points, k):
     if k < 1:
@@ -265,7 +265,7 @@ def _book_page_reads_offline(server: dict, page, tmp_path: Path) -> None:
     nb = json.loads(executed.read_text())
     if not any(c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code"):
         pytest.fail("the teaching notebook was not executed by the JupyterLab test")
-    index = book.build_book(executed.parent, tmp_path / "book", only=["16"], quiet=True)
+    index = book.build_book(executed.parent, tmp_path / "book", only=["17"], quiet=True)
     assert index.exists()
     page_file = index.parent / "notebooks" / TEACHING.replace(".ipynb", ".html")
     assert page_file.exists(), "no page for the chapter"

@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 MAX_OVERLAP = 0.60
 BUILD_LINES = 25
-BUILD_CHAPTERS = [f"{n:02d}" for n in range(2, 17)]
+# every chapter from 02 to 17 that exists has a build (17, the heap, is the last with one)
+BUILD_CHAPTERS = [f"{n:02d}" for n in range(2, 18)
+                  if any((ROOT / "notebooks").glob(f"{n:02d}_*.ipynb"))]
 KEEP = {tokenize.NAME, tokenize.NUMBER}
 
 

@@ -20,7 +20,7 @@ from embedlab.grading import (
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
-SOL16 = ROOT / "solutions" / "16_k_closest_points.ipynb"
+SOL16 = ROOT / "solutions" / "17_k_closest_points.ipynb"
 
 
 def test_exercises_in_step_with_solutions() -> None:
@@ -71,31 +71,31 @@ def _by_id(result: dict) -> dict:
 
 
 def test_syntax_error_costs_only_that_answer(tmp_path: Path) -> None:
-    path = _learner_notebook(tmp_path, {"16.partition": "def partition(values, pivot_index)\n"
+    path = _learner_notebook(tmp_path, {"17.partition": "def partition(values, pivot_index)\n"
                                                         "    return values, 0\n"})
     res = _by_id(grade_notebook(path))
-    assert res["16.partition"]["points"] == 0
-    assert res["16.partition"]["hints"][0].startswith("SyntaxError in your answer, line 1")
-    assert res["16.heap"]["points"] == res["16.heap"]["max"]
-    assert res["16.merge"]["points"] == res["16.merge"]["max"]
+    assert res["17.partition"]["points"] == 0
+    assert res["17.partition"]["hints"][0].startswith("SyntaxError in your answer, line 1")
+    assert res["17.heap"]["points"] == res["17.heap"]["max"]
+    assert res["17.merge"]["points"] == res["17.merge"]["max"]
 
 
 def test_exception_in_cell_costs_only_that_answer(tmp_path: Path) -> None:
-    path = _learner_notebook(tmp_path, {"16.merge": "x = 1\nundefined_name + 1\n"})
+    path = _learner_notebook(tmp_path, {"17.merge": "x = 1\nundefined_name + 1\n"})
     res = _by_id(grade_notebook(path))
-    assert res["16.merge"]["points"] == 0
-    assert res["16.merge"]["hints"] == ["your cell raised NameError: name 'undefined_name' is not "
+    assert res["17.merge"]["points"] == 0
+    assert res["17.merge"]["hints"] == ["your cell raised NameError: name 'undefined_name' is not "
                                         "defined (line 2)"]
-    assert res["16.heap"]["points"] == res["16.heap"]["max"]
+    assert res["17.heap"]["points"] == res["17.heap"]["max"]
 
 
 def test_endless_loop_is_stopped_and_costs_only_that_answer(tmp_path: Path) -> None:
-    path = _learner_notebook(tmp_path, {"16.heap": "def k_closest_heap(points, k):\n"
+    path = _learner_notebook(tmp_path, {"17.heap": "def k_closest_heap(points, k):\n"
                                                    "    while True:\n        pass\n"})
     res = _by_id(grade_notebook(path, timeout=8))
-    assert res["16.heap"]["points"] == 0
-    assert "stopped after 8 s" in res["16.heap"]["hints"][0]
-    assert res["16.partition"]["points"] == res["16.partition"]["max"]
+    assert res["17.heap"]["points"] == 0
+    assert "stopped after 8 s" in res["17.heap"]["hints"][0]
+    assert res["17.partition"]["points"] == res["17.partition"]["max"]
 
 
 def test_wrong_answer_gets_partial_points_and_specific_hints(tmp_path: Path) -> None:
@@ -103,8 +103,8 @@ def test_wrong_answer_gets_partial_points_and_specific_hints(tmp_path: Path) -> 
     wrong = ("def k_closest_heap(points, k):\n"
              "    d = [float(x * x + y * y) for x, y in np.asarray(points, dtype=float)]\n"
              "    return sorted(range(len(d)), key=lambda i: (d[i], -i))[:k]\n")
-    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"16.heap": wrong})))
-    heap = res["16.heap"]
+    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"17.heap": wrong})))
+    heap = res["17.heap"]
     assert 0 < heap["points"] < heap["max"]
     assert any("ties" in h for h in heap["hints"])
     assert any("ValueError" in h for h in heap["hints"])
@@ -113,15 +113,15 @@ def test_wrong_answer_gets_partial_points_and_specific_hints(tmp_path: Path) -> 
 
 def test_missing_graded_cell_is_reported(tmp_path: Path) -> None:
     nb = nbformat.read(SOL16, as_version=4)
-    nb.cells = [c for c in nb.cells if c.metadata.get("exercise") != "16.merge"]
+    nb.cells = [c for c in nb.cells if c.metadata.get("exercise") != "17.merge"]
     path = tmp_path / SOL16.name
     nbformat.write(nb, path)
     res = _by_id(grade_notebook(path))
-    assert res["16.merge"]["points"] == 0 and "no graded cell" in res["16.merge"]["hints"][0]
+    assert res["17.merge"]["points"] == 0 and "no graded cell" in res["17.merge"]["hints"][0]
 
 
 def test_cli_json_output(tmp_path: Path) -> None:
-    path = _learner_notebook(tmp_path, {"16.partition": "raise RuntimeError('no')\n"})
+    path = _learner_notebook(tmp_path, {"17.partition": "raise RuntimeError('no')\n"})
     proc = subprocess.run([sys.executable, "-m", "embedlab.cli", "grade", "--json", str(path)],
                           capture_output=True, text=True, check=True)
     out = json.loads(proc.stdout)
@@ -134,9 +134,9 @@ def test_check_in_a_notebook_prints_and_never_raises(capsys) -> None:
     def broken(points, k):
         raise ZeroDivisionError("oops")
 
-    assert check("16.heap", broken) == 0
+    assert check("17.heap", broken) == 0
     out = capsys.readouterr().out
-    assert "16.heap" in out and "0 / 4" in out and "raised ZeroDivisionError: oops" in out
+    assert "17.heap" in out and "0 / 4" in out and "raised ZeroDivisionError: oops" in out
 
 
 def test_strip_solution_and_unbalanced_markers() -> None:
@@ -163,7 +163,7 @@ def test_exercise_ids_are_validated() -> None:
     with pytest.raises(ValueError, match="must look like"):
         checks.exercise("heap", name="f", points=1)
     with pytest.raises(ValueError, match="declared twice"):
-        checks.exercise("16.heap", name="f", points=1)
+        checks.exercise("17.heap", name="f", points=1)
     with pytest.raises(KeyError, match="unknown exercise '16.nothing'"):
         checks.get("16.nothing")
 
@@ -171,16 +171,16 @@ def test_exercise_ids_are_validated() -> None:
 # ------------------------------------------------------------------ hardening and references
 def test_importing_the_package_function_scores_zero(tmp_path: Path) -> None:
     edits = {
-        "16.heap": "from embedlab.heap import k_closest_heap\n",
-        "16.partition": "import embedlab.heap as h\npartition = h.partition\n",
-        "16.merge": "import embedlab\n\ndef merge_k_best(a, b, k):\n"
+        "17.heap": "from embedlab.heap import k_closest_heap\n",
+        "17.partition": "import embedlab.heap as h\npartition = h.partition\n",
+        "17.merge": "import embedlab\n\ndef merge_k_best(a, b, k):\n"
                     "    return getattr(embedlab, 'heap').merge_k_best(a, b, k)\n",
     }
     res = _by_id(grade_notebook(_learner_notebook(tmp_path, edits)))
     for ex_id in edits:
         assert res[ex_id]["points"] == 0, res[ex_id]
         assert "from the package" in res[ex_id]["hints"][0]
-    assert "embedlab.heap.k_closest_heap" in res["16.heap"]["hints"][0]
+    assert "embedlab.heap.k_closest_heap" in res["17.heap"]["hints"][0]
 
 
 def test_reference_uses_sees_imports_aliases_and_attributes() -> None:
@@ -202,15 +202,15 @@ def test_reference_uses_sees_imports_aliases_and_attributes() -> None:
 def test_a_function_from_the_package_scores_zero_in_check(capsys) -> None:
     from embedlab.heap import k_closest_heap
 
-    assert check("16.heap", k_closest_heap) == 0
+    assert check("17.heap", k_closest_heap) == 0
     assert "from the package" in capsys.readouterr().out
 
 
 def test_a_cell_that_never_defines_the_name_scores_zero(tmp_path: Path) -> None:
-    path = _learner_notebook(tmp_path, {"16.merge": "def merge_best(a, b, k):\n    return a\n"})
+    path = _learner_notebook(tmp_path, {"17.merge": "def merge_best(a, b, k):\n    return a\n"})
     res = _by_id(grade_notebook(path))
-    assert res["16.merge"]["points"] == 0
-    assert "never defines `merge_k_best`" in res["16.merge"]["hints"][0]
+    assert res["17.merge"]["points"] == 0
+    assert "never defines `merge_k_best`" in res["17.merge"]["hints"][0]
 
 
 def test_sort_then_delegate_heap_loses_points(tmp_path: Path) -> None:
@@ -221,22 +221,22 @@ def test_sort_then_delegate_heap_loses_points(tmp_path: Path) -> None:
                 "    order = sorted(range(len(pts)),\n"
                 "                   key=lambda i: (sum(v * v for v in pts[i]), i))\n"
                 "    return order[:k]\n")
-    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"16.heap": sort_all})))
-    assert res["16.heap"]["points"] < res["16.heap"]["max"]
-    assert any("memory" in h.lower() for h in res["16.heap"]["hints"]), res["16.heap"]["hints"]
+    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"17.heap": sort_all})))
+    assert res["17.heap"]["points"] < res["17.heap"]["max"]
+    assert any("memory" in h.lower() for h in res["17.heap"]["hints"]), res["17.heap"]["hints"]
 
 
 def test_a_perturbed_result_loses_points(tmp_path: Path) -> None:
     # the right partition, then one element swapped out of place
     nb = nbformat.read(SOL16, as_version=4)
-    src = next(c.source for c in nb.cells if c.metadata.get("exercise") == "16.merge")
+    src = next(c.source for c in nb.cells if c.metadata.get("exercise") == "17.merge")
     perturbed = src.replace("def merge_k_best(", "def _merge_right(") + (
         "\n\ndef merge_k_best(*args, **kwargs):\n"
         "    out = list(_merge_right(*args, **kwargs))\n"
         "    if len(out) > 1:\n        out[0], out[-1] = out[-1], out[0]\n"
         "    return out\n")
-    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"16.merge": perturbed})))
-    assert res["16.merge"]["points"] < res["16.merge"]["max"]
+    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"17.merge": perturbed})))
+    assert res["17.merge"]["points"] < res["17.merge"]["max"]
 
 
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
@@ -246,8 +246,8 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     cell = ("import subprocess, sys\n"
             f"subprocess.Popen([sys.executable, {str(script)!r}])\n"
             "def k_closest_heap(points, k):\n    while True:\n        pass\n")
-    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"16.heap": cell}), timeout=4))
-    assert res["16.heap"]["points"] == 0 and "stopped after 4 s" in res["16.heap"]["hints"][0]
+    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"17.heap": cell}), timeout=4))
+    assert res["17.heap"]["points"] == 0 and "stopped after 4 s" in res["17.heap"]["hints"][0]
     import time
 
     time.sleep(4)
@@ -257,9 +257,9 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 def test_memory_limit_per_answer(tmp_path: Path) -> None:
     cell = ("blob = bytearray(64 * 2**30)\n"
             "def k_closest_heap(points, k):\n    return []\n")
-    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"16.heap": cell})))
-    assert res["16.heap"]["points"] == 0 and "memory" in res["16.heap"]["hints"][0]
-    assert res["16.partition"]["points"] == res["16.partition"]["max"]
+    res = _by_id(grade_notebook(_learner_notebook(tmp_path, {"17.heap": cell})))
+    assert res["17.heap"]["points"] == 0 and "memory" in res["17.heap"]["hints"][0]
+    assert res["17.partition"]["points"] == res["17.partition"]["max"]
 
 
 def test_wrong_shape_names_expected_and_actual() -> None:
@@ -271,11 +271,11 @@ def test_wrong_shape_names_expected_and_actual() -> None:
 
 
 def test_one_line_summary_per_exercise(tmp_path: Path) -> None:
-    path = _learner_notebook(tmp_path, {"16.partition": "raise RuntimeError('no')\n"})
+    path = _learner_notebook(tmp_path, {"17.partition": "raise RuntimeError('no')\n"})
     proc = subprocess.run([sys.executable, "-m", "embedlab.cli", "grade", str(path)],
                           capture_output=True, text=True, check=True)
-    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("16.")]
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("17.")]
     assert len(rows) == 3
-    assert any("ok: full marks" in r for r in rows if r.startswith("16.merge"))
+    assert any("ok: full marks" in r for r in rows if r.startswith("17.merge"))
     assert any("no points: your cell raised RuntimeError" in r for r in rows
-               if r.startswith("16.partition"))
+               if r.startswith("17.partition"))

@@ -21,7 +21,7 @@ def _rel(p: Path) -> str:
 
 def test_there_are_notebooks() -> None:
     assert (ROOT / "notebooks" / "00_welcome.ipynb").exists()
-    assert (ROOT / "notebooks" / "16_k_closest_points.ipynb").exists()
+    assert (ROOT / "notebooks" / "17_k_closest_points.ipynb").exists()
 
 
 @pytest.mark.parametrize("path", ALL, ids=_rel)

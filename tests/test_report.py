@@ -37,11 +37,11 @@ def test_every_ledger_claim_id_is_stated_by_a_notebook() -> None:
     missing = [(item, i) for item, (_, ids, _) in report.LEDGER.items() for i in ids
                if i not in stated]
     assert not missing, f"ledger ids no notebook states: {missing}"
-    # and each id is stated in the chapter the ledger names (or in chapter 17, the review)
+    # and each id is stated in the chapter the ledger names (or in chapter 18, the review)
     for item, (chapter, ids, _) in report.LEDGER.items():
         for i in ids:
             own = re.match(r"(?:ch)?(\d\d)\.", i).group(1)
-            assert stated[i][:2] in (chapter, "17") and stated[i][:2] == own, (item, i, stated[i])
+            assert stated[i][:2] in (chapter, "18") and stated[i][:2] == own, (item, i, stated[i])
 
 
 def test_rows_say_not_run_when_nothing_was_recorded() -> None:
@@ -58,7 +58,7 @@ def test_rows_take_verdicts_from_the_course_records(tmp_path, monkeypatch) -> No
     first.write_text(json.dumps({"claim": "ch01.cos_example_model_dependent", "text": "measured",
                                  "holds": True}) + "\n" + json.dumps(
         {"claim": "ch01.king_minus_man_plus_woman", "text": "wrong", "holds": False}) + "\n")
-    own = tmp_path / "17_checklist_review.records.jsonl"
+    own = tmp_path / "18_checklist_review.records.jsonl"
     own.write_text("")
     monkeypatch.setattr(report, "_CLAIMS", [])
     recorded = report.course_claims(own)

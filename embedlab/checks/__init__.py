@@ -1,11 +1,11 @@
-"""The exercises' checks, one module per chapter (``ch16.py`` holds chapter 16's).
+"""The exercises' checks, one module per chapter (``ch17.py`` holds chapter 17's).
 
 An exercise is declared once, with the name of the object the learner's graded cell defines and
 the points it is worth; each check is a plain function that takes that object and raises
 ``AssertionError`` when the answer is wrong. The check's description is the hint a learner sees
 when it fails, so write it as advice::
 
-    ex = exercise("16.heap", name="k_closest_heap", points=3)
+    ex = exercise("17.heap", name="k_closest_heap", points=3)
 
     @ex.check("returns exactly k points, nearest first")
     def _(fn):
@@ -132,7 +132,7 @@ def exercise(id: str, name: str, points: float, allow: tuple[str, ...] = ()) -> 
     """
     chapter = id.split(".", 1)[0]
     if "." not in id or not (chapter.isdigit() and len(chapter) == 2):
-        raise ValueError(f"exercise id must look like '16.heap', got {id!r}")
+        raise ValueError(f"exercise id must look like '17.heap', got {id!r}")
     if id in _REGISTRY:
         raise ValueError(f"exercise {id!r} is declared twice")
     if points <= 0:
@@ -171,6 +171,6 @@ def get(id: str) -> Exercise:
 
 
 def for_chapter(chapter: str) -> list[Exercise]:
-    """The exercises of chapter ``chapter`` (``"16"``), in id order."""
+    """The exercises of chapter ``chapter`` (``"17"``), in id order."""
     _load_chapter(chapter)
     return sorted((e for e in _REGISTRY.values() if e.chapter == chapter), key=lambda e: e.id)

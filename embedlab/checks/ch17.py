@@ -1,224 +1,204 @@
-"""Checks for chapter 17, the checklist review: one exercise per item of the checklist."""
+"""Checks for chapter 17: the size-k heap over a stream, the quickselect partition step, the
+k-best merge.
+
+Every reference here is computed another way (a full sort in float64), and the random inputs are
+fresh on every run. The heap is fed one-pass generators, and its peak memory is measured with
+``tracemalloc``: an answer that keeps every point (a sort, a list, an array) fails that check.
+"""
 
 from __future__ import annotations
 
-import math
+import tracemalloc
 
 import numpy as np
 
-from embedlab.checks import exercise, raises
-
-# --------------------------------------------------------------------------- 17.cosine_dot
-cos = exercise("17.cosine_dot", name="cosine_via_dot", points=2)
+from embedlab.checks import exercise
 
 
-def _cosine_loop(a, b):
-    out = np.zeros((len(a), len(b)))
-    for i, x in enumerate(a):
-        for j, y in enumerate(b):
-            out[i, j] = x @ y / (np.linalg.norm(x) * np.linalg.norm(y))
-    return out
+def _ids(result) -> list[int]:
+    return [int(i) for i in np.asarray(result).ravel()]
 
 
-@cos.check("normalise each row once, then one matrix product gives every cosine")
-def _(fn):
-    rng = np.random.default_rng()
-    n, m, d = (int(x) for x in rng.integers(2, 12, size=3))
-    a, b = rng.normal(size=(n, d)) * 5, rng.normal(size=(m, d)) * 0.1
-    got = np.asarray(fn(a, b), dtype=np.float64)
-    assert got.shape == (n, m), f"expected shape ({n}, {m}), got {got.shape}"
-    assert np.allclose(got, _cosine_loop(a, b), atol=1e-5)
-
-
-@cos.check("is unchanged when rows are rescaled (cosine ignores length)")
-def _(fn):
-    rng = np.random.default_rng()
-    a, b = rng.normal(size=(5, 4)), rng.normal(size=(3, 4))
-    scaled = a * np.array([[0.01], [1], [7], [100], [3]])
-    assert np.allclose(np.asarray(fn(a, b)), np.asarray(fn(scaled, b)), atol=1e-5)
-
-
-@cos.check("raises ValueError for an all-zero row (its cosine is undefined)")
-def _(fn):
-    assert raises(fn, np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[1.0, 1.0]]))
-
-
-# --------------------------------------------------------------------------- 17.temperature
-temp = exercise("17.temperature", name="candidate_weights", points=2)
-
-
-@temp.check("returns softmax(scores / temperature), summing to 1 (compared with scipy's "
-            "softmax on random scores)")
-def _(fn):
-    from scipy.special import softmax
-
-    rng = np.random.default_rng()
-    s = rng.uniform(-1, 1, size=int(rng.integers(2, 20)))
-    for tau in (0.05, 0.5, 2.0, float(rng.uniform(0.01, 3))):
-        got = np.asarray(fn(s, tau), dtype=np.float64)
-        assert np.allclose(got, softmax(s / tau), atol=1e-8), f"tau={tau:.3g}"
-
-
-@temp.check("stays finite for a tiny temperature (subtract the max before exp)")
-def _(fn):
-    got = np.asarray(fn(np.array([0.9, 0.89, 0.1]), 1e-4), dtype=np.float64)
-    assert np.isfinite(got).all() and abs(got.sum() - 1) < 1e-9
-    assert got[0] > 0.999
-
-
-@temp.check("raises ValueError for a temperature <= 0")
-def _(fn):
-    assert raises(fn, np.array([0.1, 0.2]), 0.0)
-    assert raises(fn, np.array([0.1, 0.2]), -1.0)
-
-
-# --------------------------------------------------------------------------- 17.index_memory
-mem = exercise("17.index_memory", name="index_memory_bytes", points=2)
-
-
-def _sizes(rng):
-    return [(10**6, 384), (10**9, 128)] + [(int(rng.integers(1, 10**8)), int(rng.integers(1, 2048)))
-                                           for _ in range(4)]
-
-
-def _ivfpq_bytes(n: int, dim: int) -> int:
-    """The same conventions, added up part by part."""
-    parts = {"codes": n * max(1, dim // 16), "ids": 8 * n,
-             "centroids": 4 * dim * max(1, math.floor(4 * math.sqrt(n))),
-             "codebooks": 4 * 256 * dim}
-    return sum(parts.values())
-
-
-@mem.check("flat: 4 bytes per coordinate, n * dim * 4")
-def _(fn):
-    for n, d in _sizes(np.random.default_rng()):
-        assert int(fn("flat", n, d)) == 4 * n * d, f"n={n}, dim={d}"
-
-
-@mem.check("ivfpq: per vector m = dim // 16 code bytes + an 8-byte id; plus centroids "
-           "(nlist = 4 sqrt(n)) and codebooks (256 * dim floats): match recommend.memory_bytes")
-def _(fn):
-    for n, d in _sizes(np.random.default_rng()) + [(5000, 32), (3, 8)]:
-        got, want = int(fn("ivfpq", n, d)), _ivfpq_bytes(n, d)
-        assert got == want, f"n={n}, dim={d}: got {got:,}, expected {want:,}"
-
-
-@mem.check("raises ValueError for a kind other than 'flat' or 'ivfpq'")
-def _(fn):
-    assert raises(fn, "hnsw-ish", 10, 8)
-
-
-# --------------------------------------------------------------------------- 17.matryoshka
-mrl = exercise("17.matryoshka", name="truncate", points=2)
-
-
-@mrl.check("keeps the first dim coordinates and re-normalises each row to length 1")
-def _(fn):
-    rng = np.random.default_rng()
-    width = int(rng.integers(4, 64))
-    x = (rng.normal(size=(7, width)) * rng.uniform(0.1, 10, size=(7, 1))).astype(np.float32)
-    for d in (1, int(rng.integers(2, width)), width):
-        got = np.asarray(fn(x, d), dtype=np.float64)
-        assert got.shape == (7, d), f"dim={d}: shape {got.shape}"
-        head = x[:, :d].astype(np.float64)
-        want = head / np.linalg.norm(head, axis=1, keepdims=True)
-        assert np.allclose(got, want, atol=1e-5), f"dim={d}"
-
-
-@mrl.check("does not modify its input, and raises ValueError for dim < 1 or dim > width")
-def _(fn):
-    x = np.arange(12, dtype=np.float32).reshape(3, 4) + 1
-    before = x.copy()
-    fn(x, 2)
-    assert np.array_equal(x, before), "the input array was changed in place"
-    assert raises(fn, x, 0) and raises(fn, x, 5)
-
-
-# --------------------------------------------------------------------------- 17.migration
-mig = exercise("17.migration", name="next_action", points=2)
-
-_ACTIONS = {"backfill", "cutover", "done", "rollback", "shadow_read", "start_dual_write", "wait"}
-
-
-def _status(rng, dual, backfilled, shadow_ok, serving, alarm=None):
-    return {"dual_writes": dual, "backfilled": backfilled, "shadow_ok": shadow_ok,
-            "serving": serving, "alarm": bool(rng.random() < 0.5) if alarm is None else alarm}
-
-
-def _safe_action(st) -> str:
-    """The one safe next action for a status (the check's own reading of the rules)."""
-    if st["serving"] == "v2":
-        return "rollback" if st["alarm"] else "done"
-    if not st["dual_writes"]:
-        return "start_dual_write"
-    if not st["backfilled"]:
-        return "backfill"
-    if st["shadow_ok"] is None:
-        return "shadow_read"
-    return "cutover" if st["shadow_ok"] else "wait"
-
-
-@mig.check("picks the one safe action for every status a migration passes through: no cutover "
-           "before v2 is complete and its shadow answers were found good, no backfill before "
-           "writes reach v2, an immediate rollback when v2 serves and the alarm is red")
-def _(fn):
-    rng = np.random.default_rng()
-    states = [(False, False, None, "v1"), (True, False, None, "v1"), (True, True, None, "v1"),
-              (True, True, True, "v1"), (True, True, False, "v1"), (True, True, True, "v2")]
-    for i in rng.permutation(len(states) * 4):
-        st = _status(rng, *states[i % len(states)])
-        got, want = fn(dict(st)), _safe_action(st)
-        assert got in _ACTIONS, f"{got!r} is not one of {sorted(_ACTIONS)}"
-        assert got == want, f"status {st}: got {got!r}"
-
-
-@mig.check("driven from the start by a simulated system (with an alarm after a random cutover), "
-           "it reaches v2 serving and 'done' without an unsafe step")
-def _(fn):
-    rng = np.random.default_rng()
-    for _ in range(5):
-        st, trail, alarms = _status(rng, False, False, None, "v1", alarm=False), [], 0
-        bad_v2 = bool(rng.random() < 0.5)         # v2 looks fine in shadow, fails in production
-        for _ in range(12):
-            act = fn(dict(st))
-            trail.append(act)
-            assert act == _safe_action(st), f"after {trail[:-1]}: {act!r} is unsafe for {st}"
-            if act == "done":
-                break
-            if act == "start_dual_write":
-                st["dual_writes"] = True
-            elif act == "backfill":
-                st["backfilled"] = True
-            elif act == "shadow_read":
-                st["shadow_ok"] = True
-            elif act == "cutover":
-                st["serving"], st["alarm"] = "v2", bad_v2 and alarms == 0
-            elif act == "rollback":
-                st["serving"], st["alarm"], alarms = "v1", False, alarms + 1
-                st["shadow_ok"] = None                # fixed v2, to be checked again
-        assert trail[-1] == "done", f"never finished: {trail}"
-
-
-# --------------------------------------------------------------------------- 17.k_nearest
-knn = exercise("17.k_nearest", name="k_nearest", points=2)
-
-
-def _by_sorting(points, query, k):
-    d = ((np.asarray(points, float) - np.asarray(query, float)) ** 2).sum(1)
+def _by_sorting(points, k: int) -> list[int]:
+    d = (np.asarray(points, dtype=np.float64) ** 2).sum(axis=1)
     return np.lexsort((np.arange(len(d)), d))[:k].tolist()
 
 
-@knn.check("returns the indices of the k points nearest the query, nearest first, ties by index")
+class _OnePass:
+    """An iterator over rows that can be walked once and counts the rows handed out."""
+
+    def __init__(self, rows) -> None:
+        self._rows, self.served, self._started = rows, 0, False
+
+    def __iter__(self):
+        if self._started:
+            raise AssertionError("the points were iterated twice: a stream can be read only once")
+        self._started = True
+        for row in self._rows:
+            self.served += 1
+            yield row
+
+
+def _stream(n: int, d: int, rng) -> tuple[np.ndarray, _OnePass]:
+    pts = rng.normal(size=(n, d)) * 10
+
+    def rows():
+        for r in range(n):
+            yield tuple(float(v) for v in pts[r])  # each row made on demand, then dropped
+
+    return pts, _OnePass(rows())
+
+
+def _peak_bytes(fn, n: int, k: int, rng) -> tuple[int, list[int], list[int]]:
+    pts, stream = _stream(n, 2, rng)
+    tracemalloc.start()
+    try:
+        got = _ids(fn(stream, k))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stream.served == n, f"read {stream.served} of the {n} points"
+    return peak, got, _by_sorting(pts, k)
+
+
+# --------------------------------------------------------------------------- 17.heap
+heap = exercise("17.heap", name="k_closest_heap", points=4)
+
+
+@heap.check("returns the indices of LeetCode's examples, nearest first")
+def _(fn):
+    assert _ids(fn([[1, 3], [-2, 2]], 1)) == [1]
+    assert _ids(fn([[3, 3], [5, -1], [-2, 4]], 2)) == [0, 2]
+
+
+@heap.check("agrees with sorting by squared distance on random points in d = 2..8, for k = 1 and "
+            "k = n too")
 def _(fn):
     rng = np.random.default_rng()
-    pts = rng.integers(-5, 6, size=(200, 3)).astype(float)      # many ties
-    for k in (1, 7, 200):
-        q = rng.integers(-3, 4, size=3).astype(float)
-        got = [int(i) for i in fn(pts, q, k)]
-        assert got == _by_sorting(pts, q, k), f"k={k}"
+    for d in (2, 5, 8):
+        pts = rng.normal(size=(int(rng.integers(200, 400)), d)) * 100
+        for k in (1, 5, 50, len(pts)):
+            got, want = _ids(fn(pts, k)), _by_sorting(pts, k)
+            first = next((r for r, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                         None)
+            assert got == want, f"d={d}, k={k}: differs from sorting at rank {first}"
 
 
-@knn.check("raises ValueError for k < 1 or k > the number of points")
+@heap.check("breaks ties between equally distant points by the lower index (duplicates too)")
 def _(fn):
-    pts = np.zeros((3, 2))
-    assert raises(fn, pts, np.zeros(2), 0) and raises(fn, pts, np.zeros(2), 4)
+    pts = [[3, 4], [0, 5], [5, 0], [0, 0], [3, 4], [-4, -3], [0, 0]]
+    assert _ids(fn(pts, 3)) == [3, 6, 0]
+    assert _ids(fn(pts, 7)) == _by_sorting(pts, 7)
+    rng = np.random.default_rng()
+    grid = rng.integers(-3, 4, size=(500, 2)).astype(float)  # many exact ties
+    assert _ids(fn(grid, 40)) == _by_sorting(grid, 40)
+
+
+@heap.check("handles negative and very large coordinates (compare squared distances, no sqrt)")
+def _(fn):
+    pts = [[-1e150, 0.0], [-3.0, -4.0], [1e150, 1e150], [2.0, -1.0]]
+    assert _ids(fn(pts, 3)) == [3, 1, 0]
+
+
+@heap.check("raises ValueError for k < 1 or k > the number of points")
+def _(fn):
+    for bad in (0, 4):
+        try:
+            fn([[1, 1], [2, 2], [3, 3]], bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"k={bad} did not raise ValueError")
+
+
+@heap.check("reads a one-pass stream once, keeping O(k) memory: a heap of k entries, not every "
+            "point (no list(), no sort of all points)")
+def _(fn):
+    rng = np.random.default_rng()
+    small, got, want = _peak_bytes(fn, 5_000, 10, rng)
+    assert got == want, "on a one-pass generator of 5000 points the answer is wrong"
+    large, got, want = _peak_bytes(fn, 40_000, 10, rng)
+    assert got == want, "on a one-pass generator of 40000 points the answer is wrong"
+    # 40,000 two-float tuples alone take about 4 MB; a heap of 10 entries a few kB
+    assert large < 256 * 1024, (f"peak memory {large / 1024:.0f} kB on 40000 points with k=10: "
+                                "the points are being kept")
+    assert large < 2 * small + 64 * 1024, (f"peak memory grows with n ({small / 1024:.0f} kB at "
+                                           f"5000 points, {large / 1024:.0f} kB at 40000)")
+
+
+# --------------------------------------------------------------------------- 17.partition
+part = exercise("17.partition", name="partition", points=3)
+
+
+def _check_partition(fn, values: list[float], pivot_index: int) -> None:
+    pivot = values[pivot_index]
+    arranged, p = fn(list(values), pivot_index)
+    arranged = list(arranged)
+    assert sorted(arranged) == sorted(values), "the result must be a rearrangement of the input"
+    assert arranged[p] == pivot, f"the pivot {pivot} must end at the returned position {p}"
+    assert all(v <= pivot for v in arranged[:p]), "everything left of the pivot must be <= it"
+    assert all(v >= pivot for v in arranged[p + 1:]), "everything right of it must be >= it"
+
+
+@part.check("puts the pivot at its sorted position, smaller values left, larger right")
+def _(fn):
+    _check_partition(fn, [7.0, 2.0, 9.0, 4.0, 1.0], 0)
+    rng = np.random.default_rng()
+    for _ in range(20):
+        vals = rng.normal(size=int(rng.integers(1, 40))).round(3).tolist()
+        _check_partition(fn, vals, int(rng.integers(0, len(vals))))
+
+
+@part.check("works when the pivot is the smallest or the largest value, or the only one")
+def _(fn):
+    _check_partition(fn, [5.0, 3.0, 8.0, 1.0], 3)
+    _check_partition(fn, [5.0, 3.0, 8.0, 1.0], 2)
+    _check_partition(fn, [42.0], 0)
+
+
+@part.check("copes with many equal values (duplicates of the pivot on either side)")
+def _(fn):
+    _check_partition(fn, [2.0, 2.0, 1.0, 2.0, 3.0, 2.0, 2.0], 3)
+    _check_partition(fn, [1.0] * 10, 4)
+
+
+# --------------------------------------------------------------------------- 17.merge
+merge = exercise("17.merge", name="merge_k_best", points=3)
+
+
+def _merge_by_sorting(shards, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of all shards' entries by one global sort (ids -1 dropped, then padded)."""
+    pairs = sorted((float(d), int(i)) for ds, ids in shards for d, i in zip(ds, ids, strict=True)
+                   if int(i) != -1)[:k]
+    pairs += [(float("inf"), -1)] * (k - len(pairs))
+    return np.array([d for d, _ in pairs]), np.array([i for _, i in pairs])
+
+
+def _same(got, want) -> None:
+    d, i = got
+    wd, wi = want
+    assert _ids(i) == wi.tolist(), f"ids {_ids(i)} != expected {wi.tolist()}"
+    assert np.allclose(np.asarray(d, dtype=float), wd), "distances do not match the ids"
+
+
+@merge.check("merges sorted shard lists into the global k nearest, nearest first")
+def _(fn):
+    shards = [([0.1, 0.4, 0.9], [10, 11, 12]), ([0.2, 0.3, 0.35], [20, 21, 22])]
+    _same(fn(shards, 4), _merge_by_sorting(shards, 4))
+
+
+@merge.check("agrees with one global search when a point set is split into shards")
+def _(fn):
+    rng = np.random.default_rng()
+    pts = rng.normal(size=(400, 3))
+    lists = []
+    for ids in np.array_split(rng.permutation(400), 6):
+        local = _by_sorting(pts[ids], 8)
+        lists.append(((pts[ids][local] ** 2).sum(1).tolist(), ids[local].tolist()))
+    d, i = fn(lists, 8)
+    assert _ids(i) == _by_sorting(pts, 8)
+
+
+@merge.check("skips id -1 (empty slots) and pads with inf and -1 when fewer than k exist")
+def _(fn):
+    shards = [([0.5, np.inf], [3, -1]), ([0.25], [7]), ([], [])]
+    _same(fn(shards, 4), _merge_by_sorting(shards, 4))

@@ -3,7 +3,7 @@
 Each shard is an ordinary index over its slice of the data (in a real deployment, on its own
 machine). A query goes to every shard; each returns its own top k, best first; the coordinator
 merges the sorted lists into the global top k with a k-way heap merge
-(``embedlab.heap.merge_k_best``, chapter 16). Ids are made global by adding each shard's offset.
+(``embedlab.heap.merge_k_best``, chapter 17). Ids are made global by adding each shard's offset.
 This is what faiss's ``IndexShards`` does inside one process, and what billion-scale systems do
 across machines: the merge costs ``O(shards * k log shards)`` per query, nothing next to the
 shards' own search, and recall is the shards' recall, since every true neighbour lives in exactly
