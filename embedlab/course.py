@@ -49,7 +49,7 @@ CHAPTERS: dict[str, tuple[str, str]] = {
     "20": ("capstone", "Capstone: a search engine under a budget"),
 }
 
-CELL_METADATA_ALLOWED = {"tags", "exercise"}
+CELL_METADATA_ALLOWED = {"tags", "exercise", "jupyter"}
 NOTEBOOK_METADATA_ALLOWED = {"kernelspec", "language_info"}
 KERNELSPEC = {"display_name": "Python (embedlab)", "language": "python", "name": "embedlab"}
 

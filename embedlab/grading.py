@@ -66,6 +66,10 @@ from embedlab import checks as _checks
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 GRADED_TAG = "graded"
+#: Markdown cells of a solution notebook tagged ``answer`` (the answers to the thinking questions)
+#: become :data:`ANSWER_PROMPT` in the generated exercise notebook.
+ANSWER_TAG = "answer"
+ANSWER_PROMPT = "*Your answer:* write it here, then compare with `solutions/`."
 DEFAULT_TIMEOUT = 60.0
 MEMORY_LIMIT_BYTES = int(float(os.environ.get("EMBEDLAB_GRADE_MEMORY_GB", "4")) * 2**30)
 
@@ -506,6 +510,8 @@ def exercise_notebook(solution: Any) -> Any:
 
     nb = nbformat.reads(nbformat.writes(solution), as_version=4)  # a deep copy
     for cell in nb.cells:
+        if cell.cell_type == "markdown" and ANSWER_TAG in cell.metadata.get("tags", []):
+            cell.source = ANSWER_PROMPT
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             if BEGIN in cell.source:
