@@ -122,6 +122,10 @@ def run_notebook(path: Path, out_dir: Path, profile: str, timeout: int = 1800) -
     rec.unlink(missing_ok=True)
     env_before = os.environ.get("EMBEDLAB_REPORT")
     os.environ["EMBEDLAB_REPORT"] = str(rec.resolve())
+    # An executed build has no one to watch a progress bar or drag a slider: bars stay quiet
+    # and explorers draw their static figure.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("EMBEDLAB_STATIC", "1")
     t0 = time.perf_counter()
     error = ""
     try:

@@ -39,6 +39,8 @@ __all__ = [
     "recall_at_k",
     "mrr",
     "ndcg",
+    "per_query_metrics",
+    "per_query_ranked",
     "ranked_metrics",
     "ranking_metrics",
 ]
@@ -417,3 +419,42 @@ def ranked_metrics(ranked: object, relevant: object, k: int = 10) -> dict[str, f
     return {"recall@1": recall_at_k(ranked, relevant, 1),
             f"recall@{k}": recall_at_k(ranked, relevant, k),
             "mrr": mrr(ranked, relevant), f"ndcg@{k}": ndcg(ranked, relevant, k)}
+
+
+def per_query_metrics(scores: object, relevant: object = None,
+                      k: int = 10) -> dict[str, np.ndarray]:
+    """The numbers of :func:`ranking_metrics` for each query separately, as float64 arrays of
+    length n_queries (``recall@1``, ``recall@{k}``, ``rr`` the reciprocal rank, ``ndcg@{k}``).
+    Their means are :func:`ranking_metrics`' values; two systems' arrays on the same queries feed
+    :func:`embedlab.stats.paired_bootstrap`, which says whether their difference is more than
+    noise. The whole ranking is used for ``rr`` (0 only when nothing relevant is ranked)."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] == 0 or s.shape[1] == 0:
+        raise ValueError(f"scores must be a non-empty (queries, documents) matrix, got {s.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite (no NaN or inf)")
+    if relevant is None:
+        if s.shape[0] > s.shape[1]:
+            raise ValueError(f"with relevant=None query i's document is document i, so there "
+                             f"must be at least as many documents as queries, got {s.shape}")
+        relevant = np.arange(s.shape[0])
+    return per_query_ranked(np.argsort(-s, axis=1, kind="stable"), relevant, k)
+
+
+def per_query_ranked(ranked: object, relevant: object, k: int = 10) -> dict[str, np.ndarray]:
+    """:func:`per_query_metrics` from ranked ids (a shortlist allowed, as in
+    :func:`ranked_metrics`)."""
+    r, rel = _check_ranked(ranked, relevant)
+    k = _check_k(k, r.shape[1])
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    r1, rk, rr, nd = [], [], [], []
+    for row, rel_i in zip(r, rel, strict=True):
+        ids = row.tolist()
+        hits = [i for i, v in enumerate(ids) if v in rel_i]
+        r1.append(len(rel_i.intersection(ids[:1])) / len(rel_i))
+        rk.append(len(rel_i.intersection(ids[:k])) / len(rel_i))
+        rr.append(1.0 / (hits[0] + 1) if hits else 0.0)
+        gains = np.array([v in rel_i for v in ids[:k]], dtype=np.float64)
+        nd.append(float(gains @ disc) / float(disc[: min(k, len(rel_i))].sum()))
+    return {"recall@1": np.array(r1), f"recall@{k}": np.array(rk), "rr": np.array(rr),
+            f"ndcg@{k}": np.array(nd)}

@@ -254,3 +254,23 @@ def test_ranked_metrics_equal_ranking_metrics_and_read_a_shortlist():
         ranked_metrics(short, [0, 1], k=10)
     with pytest.raises(TypeError, match="integer ids"):
         ranked_metrics(short.astype(float), [0, 1], k=3)
+
+
+def test_per_query_metrics_average_to_ranking_metrics() -> None:
+    from embedlab.evaluation import per_query_metrics, ranking_metrics
+
+    rng = np.random.default_rng(7)
+    s = rng.normal(size=(40, 60))
+    s[np.arange(40), np.arange(40)] += 1.5
+    pq, agg = per_query_metrics(s, k=10), ranking_metrics(s, k=10)
+    assert pq["recall@1"].shape == (40,)
+    for key in ("recall@1", "recall@10", "ndcg@10"):
+        assert pq[key].mean() == pytest.approx(agg[key])
+    assert pq["rr"].mean() == pytest.approx(agg["mrr"])
+    # query 0's document ranked third: rr 1/3, nDCG 1/log2(4), not in the top 1
+    s0 = np.array([[0.5, 0.9, 0.7, 0.1]])
+    one = per_query_metrics(s0, [0], k=3)
+    assert one["rr"][0] == pytest.approx(1 / 3) and one["recall@1"][0] == 0.0
+    assert one["ndcg@3"][0] == pytest.approx(1 / np.log2(4))
+    with pytest.raises(ValueError, match="finite"):
+        per_query_metrics(np.array([[np.nan]]))

@@ -20,7 +20,8 @@ IDS = [p.stem for p in NOTEBOOKS]
 
 def _env() -> dict:
     return dict(os.environ, EMBEDLAB_PROFILE="ci", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MPLBACKEND="Agg")
+                OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MPLBACKEND="Agg",
+                TQDM_DISABLE="1", EMBEDLAB_STATIC="1")
 
 
 def _papermill(path: Path) -> Path:
