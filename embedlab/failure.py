@@ -46,8 +46,10 @@ __all__ = [
     "QuantizedIndex",
     "VectorCollection",
     "overlap_at_k",
+    "overlap_per_query",
     "rank_flips",
     "simulate_migration",
+    "window_spans",
 ]
 
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -88,6 +90,41 @@ def overlap_at_k(ids_a, ids_b, k: int = 10) -> float:
     for ra, rb in zip(a[:, :k].tolist(), b[:, :k].tolist(), strict=True):
         total += len({i for i in ra if i >= 0} & {i for i in rb if i >= 0})
     return total / (k * a.shape[0])
+
+
+def overlap_per_query(ids_a, ids_b, k: int = 10) -> np.ndarray:
+    """|top-k of a ∩ top-k of b| / k for each query, as a float64 array (its mean is
+    :func:`overlap_at_k`); feeds :func:`embedlab.stats.bootstrap_ci` or ``paired_bootstrap``."""
+    a, b = _ids_2d(ids_a, "ids_a"), _ids_2d(ids_b, "ids_b")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"ids_a and ids_b must have one row per query each, got {a.shape[0]} "
+                         f"and {b.shape[0]} rows")
+    k = _check_k(k, min(a.shape[1], b.shape[1]))
+    if a.shape[0] == 0:
+        raise ValueError("ids_a is empty: expected at least one query")
+    return np.array([len({i for i in ra if i >= 0} & {i for i in rb if i >= 0}) / k
+                     for ra, rb in zip(a[:, :k].tolist(), b[:, :k].tolist(), strict=True)],
+                    dtype=np.float64)
+
+
+def window_spans(n_words: int, size: int, overlap: int = 0) -> list[tuple[int, int]]:
+    """``[(start, end), ...]`` word positions of the fixed windows that
+    ``embedlab.text.chunk(text, size, overlap)`` cuts from a text of ``n_words`` words: each
+    window starts ``size - overlap`` words after the previous one, the last one reaches the end.
+    Used to draw where the chunks of a long document fall."""
+    for name, value in (("n_words", n_words), ("size", size), ("overlap", overlap)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if n_words < 1 or size < 1:
+        raise ValueError(f"n_words and size must be >= 1, got {n_words} and {size}")
+    if not 0 <= overlap < size:
+        raise ValueError(f"overlap must be in [0, size={size}), got {overlap}")
+    spans = []
+    for start in range(0, int(n_words), int(size - overlap)):
+        spans.append((start, min(start + int(size), int(n_words))))
+        if start + size >= n_words:
+            break
+    return spans
 
 
 def rank_flips(ids_ref, ids_test, k: int = 10) -> float:

@@ -96,6 +96,25 @@ def k_closest_heap(points: object, k: int, counter: HeapCounter | None = None) -
     return np.array([-i for _, i in sorted(heap, reverse=True)], dtype=np.int64)
 
 
+def expected_replacements(n: int, k: int) -> tuple[float, float]:
+    """Mean and variance of the number of root replacements of :func:`k_closest_heap` when the
+    n distances arrive in uniformly random order (no ties).
+
+    The i-th point (i > k) replaces the root exactly when it is among the k smallest of the first
+    i, which has probability k / i, independently of the other positions (the relative ranks of
+    a random permutation are independent: Rényi's record theorem, Knuth TAOCP vol. 3, 5.1.1). So
+    the count is a sum of independent Bernoulli(k / i): mean ``k (H_n - H_k)`` (about
+    ``k ln(n / k)``) and variance ``sum (k / i)(1 - k / i)`` over i = k + 1 .. n.
+    """
+    for name, value in (("n", n), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    p = k / np.arange(k + 1, n + 1, dtype=np.float64)
+    return float(p.sum()), float((p * (1 - p)).sum())
+
+
 def _partition(d: list[float], idx: list[int], lo: int, hi: int, pivot_pos: int) -> int:
     """Lomuto partition of ``idx[lo:hi+1]`` by key ``(d[i], i)`` around the pivot's key.
 

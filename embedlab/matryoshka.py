@@ -34,10 +34,12 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "PUBLISHED_DIMENSIONS",
     "FunnelIndex",
     "MatryoshkaLoss",
     "distance_concentration",
     "funnel_search",
+    "published_dimensions",
     "storage_bytes",
     "train_pairs",
     "truncate",
@@ -314,3 +316,49 @@ def storage_bytes(n: int, dim: int, dtype: str = "float32") -> int:
     if dtype not in _BYTES:
         raise ValueError(f"dtype must be one of {sorted(_BYTES)}, got {dtype!r}")
     return n * math.ceil(dim * _BYTES[dtype])
+
+
+# --------------------------------------------------------------------------- published figures
+# What published models report at each output size: the MTEB English average (a plain mean of
+# task main scores) by model and dimension, each row with the page it comes from. Only
+# figures read from those pages are listed; a model that publishes one size has one row.
+_NOMIC = "nomic-ai/nomic-embed-text-v1.5 model card (Hugging Face), its Matryoshka table"
+_BGE = "BAAI FlagEmbedding README / model cards: MTEB English average of the v1.5 models"
+_OPENAI = ("OpenAI, 'New embedding models and API updates', 25 January 2024 (MTEB average of "
+           "each model at its default size)")
+PUBLISHED_DIMENSIONS: tuple[dict, ...] = (
+    {"model": "nomic-embed-text-v1.5", "family": "nomic (one Matryoshka model)",
+     "dims": 768, "mteb": 62.28, "matryoshka": True, "source": _NOMIC},
+    {"model": "nomic-embed-text-v1.5", "family": "nomic (one Matryoshka model)",
+     "dims": 512, "mteb": 61.96, "matryoshka": True, "source": _NOMIC},
+    {"model": "nomic-embed-text-v1.5", "family": "nomic (one Matryoshka model)",
+     "dims": 256, "mteb": 61.04, "matryoshka": True, "source": _NOMIC},
+    {"model": "nomic-embed-text-v1.5", "family": "nomic (one Matryoshka model)",
+     "dims": 128, "mteb": 59.34, "matryoshka": True, "source": _NOMIC},
+    {"model": "nomic-embed-text-v1.5", "family": "nomic (one Matryoshka model)",
+     "dims": 64, "mteb": 56.10, "matryoshka": True, "source": _NOMIC},
+    {"model": "bge-small-en-v1.5", "family": "BGE v1.5 (three models)", "dims": 384,
+     "mteb": 62.17, "matryoshka": False, "source": _BGE},
+    {"model": "bge-base-en-v1.5", "family": "BGE v1.5 (three models)", "dims": 768,
+     "mteb": 63.55, "matryoshka": False, "source": _BGE},
+    {"model": "bge-large-en-v1.5", "family": "BGE v1.5 (three models)", "dims": 1024,
+     "mteb": 64.23, "matryoshka": False, "source": _BGE},
+    {"model": "text-embedding-ada-002", "family": "OpenAI", "dims": 1536, "mteb": 61.0,
+     "matryoshka": False, "source": _OPENAI},
+    {"model": "text-embedding-3-small", "family": "OpenAI", "dims": 1536, "mteb": 62.3,
+     "matryoshka": True, "source": _OPENAI},
+    {"model": "text-embedding-3-large", "family": "OpenAI", "dims": 3072, "mteb": 64.6,
+     "matryoshka": True, "source": _OPENAI},
+)
+
+
+def published_dimensions() -> list[dict]:
+    """A fresh copy of :data:`PUBLISHED_DIMENSIONS`: published MTEB English averages by model and
+    output size, each with its source (model cards and the vendor's release notes).
+
+    OpenAI's release notes add, without a number per size, that text-embedding-3-large cut to 256
+    dimensions still outperforms the full 1,536-dimension text-embedding-ada-002 on MTEB;
+    Kusupati et al. (2022, abstract) report Matryoshka representations up to 14 times smaller than
+    fixed ones at the same ImageNet-1K accuracy.
+    """
+    return [dict(row) for row in PUBLISHED_DIMENSIONS]

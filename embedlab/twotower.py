@@ -47,6 +47,7 @@ from embedlab.text import tokenize
 
 __all__ = [
     "DIGIT_NAMES",
+    "PUBLISHED_EMBEDDERS",
     "TEMPLATES",
     "ImageTower",
     "Interactions",
@@ -56,7 +57,9 @@ __all__ = [
     "digit_captions",
     "in_batch_softmax_loss",
     "item_log_q",
+    "published_embedders",
     "recall_against_truth",
+    "recall_per_user",
     "recommend_top_k",
     "retrieve_images",
     "synthetic_interactions",
@@ -426,11 +429,91 @@ def recommend_top_k(model: RecommenderTowers, k: int = 10, users=None) -> np.nda
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
-def recall_against_truth(recommended, truth) -> float:
-    """Mean over users of |recommended_u ∩ truth_u| / |truth_u| (both (n_users, k) id arrays)."""
+def recall_per_user(recommended, truth) -> np.ndarray:
+    """|recommended_u ∩ truth_u| / |truth_u| for each user u, as a float64 array (both arguments
+    (n_users, k) id arrays); two models' arrays on the same users feed
+    :func:`embedlab.stats.paired_bootstrap`."""
     r, t = np.asarray(recommended), np.asarray(truth)
     if r.ndim != 2 or t.ndim != 2 or r.shape[0] != t.shape[0]:
         raise ValueError(f"recommended and truth must be (n_users, k) arrays with the same "
                          f"number of rows, got {r.shape} and {t.shape}")
-    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(r.tolist(), t.tolist(),
-                                                                        strict=True)]))
+    if t.shape[1] == 0:
+        raise ValueError("truth must hold at least one item per user")
+    return np.array([len(set(a) & set(b)) / len(b)
+                     for a, b in zip(r.tolist(), t.tolist(), strict=True)], dtype=np.float64)
+
+
+def recall_against_truth(recommended, truth) -> float:
+    """Mean over users of |recommended_u ∩ truth_u| / |truth_u| (both (n_users, k) id arrays)."""
+    return float(np.mean(recall_per_user(recommended, truth)))
+
+
+# =========================================================================== published embedders
+# Code, image and audio embedders as their authors publish them: release date, output size,
+# input length, and one benchmark figure with the page it comes from. A field the cited pages
+# do not give is None (shown as a dash), never a guess.
+PUBLISHED_EMBEDDERS: tuple[dict, ...] = (
+    {"modality": "code", "model": "CodeBERT (Feng et al.)", "released": "2020-02",
+     "dims": 768, "context": "256 code tokens (search setting)",
+     "benchmark": "CodeSearchNet (filtered), MRR overall, fine-tuned as a bi-encoder",
+     "figure": 0.693,
+     "source": "microsoft/CodeBERT, GraphCodeBERT/codesearch/README.md, results table"},
+    {"modality": "code", "model": "GraphCodeBERT (Guo et al.)", "released": "2020-09",
+     "dims": 768, "context": "256 code tokens (search setting)",
+     "benchmark": "CodeSearchNet (filtered), MRR overall, fine-tuned as a bi-encoder",
+     "figure": 0.713,
+     "source": "microsoft/CodeBERT, GraphCodeBERT/codesearch/README.md, results table"},
+    {"modality": "code", "model": "voyage-code-2", "released": "2024-01", "dims": 1536,
+     "context": "16,000 tokens", "benchmark": None, "figure": None,
+     "source": "Voyage AI documentation, text embedding models table; launch month from the "
+               "voyage-code-3 announcement"},
+    {"modality": "code", "model": "voyage-code-3", "released": "2024-12",
+     "dims": "1024 (256, 512, 2048)", "context": "32,000 tokens",
+     "benchmark": "32 code retrieval datasets, average gain over OpenAI-v3-large (%)",
+     "figure": 13.80,
+     "source": "Voyage AI, 'voyage-code-3: more accurate code retrieval with lower dimensional, "
+               "quantized embeddings', 4 December 2024"},
+    {"modality": "code", "model": "NV-EmbedCode-7b-v1 (NVIDIA)", "released": None, "dims": None,
+     "context": None, "benchmark": None, "figure": None,
+     "source": "nvidia/NV-EmbedCode-7b-v1 model card: a 7B Mistral-based embedding model "
+               "optimized for code retrieval"},
+    {"modality": "image", "model": "CLIP ViT-L/14 (Radford et al.)", "released": "2021-01",
+     "dims": 768, "context": "77 text tokens",
+     "benchmark": "ImageNet zero-shot top-1 (%)", "figure": 75.3,
+     "source": "the CLIP paper's figure as quoted by mlfoundations/open_clip README; sizes "
+               "from open_clip model_configs/ViT-L-14.json"},
+    {"modality": "image", "model": "OpenCLIP ViT-H/14, LAION-2B (Cherti et al.)",
+     "released": "2022", "dims": 1024, "context": "77 text tokens",
+     "benchmark": "ImageNet zero-shot top-1 (%)", "figure": 78.0,
+     "source": "mlfoundations/open_clip docs/PRETRAINED.md; sizes from "
+               "model_configs/ViT-H-14.json"},
+    {"modality": "image", "model": "SigLIP So400m/14 at 384 px (Zhai et al.)",
+     "released": "2023-03", "dims": 1152, "context": "64 text tokens",
+     "benchmark": "ImageNet zero-shot (%), SigLiT variant (locked image tower), paper abstract",
+     "figure": 84.5,
+     "source": "Zhai et al. 2023, arXiv 2303.15343, abstract; sizes from open_clip "
+               "model_configs/ViT-SO400M-14-SigLIP-384.json"},
+    {"modality": "audio", "model": "CLAP, 2023 weights (Elizalde et al.)", "released": "2023-09",
+     "dims": None, "context": None, "benchmark": "ESC-50 zero-shot accuracy (%)",
+     "figure": 93.9, "source": "microsoft/CLAP README (zero_shot_classification.py output, "
+                               "version 2023)"},
+    {"modality": "audio", "model": "LAION-CLAP (Wu et al.)", "released": "2022-11",
+     "dims": 512, "context": "under 10 s of audio (non-fusion checkpoint)",
+     "benchmark": "ESC-50 zero-shot R@1, first official split", "figure": 0.9275,
+     "source": "LAION-AI/CLAP README; projection size from transformers' ClapConfig default"},
+    {"modality": "audio", "model": "Whisper large, encoder (Radford et al.)",
+     "released": "2022-09", "dims": 1280, "context": "30 s of audio (1,500 frames)",
+     "benchmark": None, "figure": None,
+     "source": "openai/whisper model card (1550 M parameters, 680,000 hours of training "
+               "audio); encoder width and audio context from the model's dimensions"},
+)
+
+
+def published_embedders(modality: str | None = None) -> list[dict]:
+    """Fresh copies of :data:`PUBLISHED_EMBEDDERS` rows (all, or one ``modality``: ``"code"``,
+    ``"image"`` or ``"audio"``). Each row: model, release month, output size, input length,
+    one published benchmark figure and the page it comes from (None where that page is silent)."""
+    kinds = sorted({r["modality"] for r in PUBLISHED_EMBEDDERS})
+    if modality is not None and modality not in kinds:
+        raise ValueError(f"modality must be None or one of {kinds}, got {modality!r}")
+    return [dict(r) for r in PUBLISHED_EMBEDDERS if modality in (None, r["modality"])]

@@ -246,3 +246,33 @@ def test_partial_top_k_equals_a_stable_full_sort_with_ties() -> None:
         want = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         assert np.array_equal(i, want)
         assert np.array_equal(d, np.take_along_axis(scores, want, axis=1))
+
+
+def test_overlap_per_query_averages_to_overlap_at_k() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 30, size=(40, 10))
+    b = rng.integers(0, 30, size=(40, 10))
+    per = F.overlap_per_query(a, b, 10)
+    assert per.shape == (40,) and per.dtype == np.float64
+    assert per.mean() == pytest.approx(F.overlap_at_k(a, b, 10))
+    assert F.overlap_per_query([[1, 2, 3]], [[3, 2, 9]], 3).tolist() == [pytest.approx(2 / 3)]
+    with pytest.raises(ValueError, match="ids_b"):
+        F.overlap_per_query(a, b[:3], 10)
+
+
+def test_window_spans_are_the_chunker_windows() -> None:
+    from embedlab.text import chunk
+
+    rng = np.random.default_rng(6)
+    for _ in range(30):
+        n = int(rng.integers(1, 400))
+        size = int(rng.integers(1, 150))
+        overlap = int(rng.integers(0, size))
+        words = [f"w{i}" for i in range(n)]
+        pieces = chunk(" ".join(words), size=size, overlap=overlap)
+        spans = F.window_spans(n, size, overlap)
+        assert [" ".join(words[a:b]) for a, b in spans] == pieces
+    with pytest.raises(ValueError, match="overlap"):
+        F.window_spans(100, 10, 10)
+    with pytest.raises(TypeError, match="size"):
+        F.window_spans(100, 10.0, 2)

@@ -103,3 +103,26 @@ def test_merge_equals_global_search() -> None:
         lists.append(((pts[ids][local] ** 2).sum(1), ids[local]))
     _, merged = merge_k_best(lists, 10)
     assert merged.tolist() == _by_sorting(pts, 10).tolist()
+
+
+def test_expected_replacements_matches_the_formula_and_a_simulation() -> None:
+    from embedlab.heap import expected_replacements
+
+    mean, var = expected_replacements(1000, 10)
+    h = lambda m: sum(1 / i for i in range(1, m + 1))  # noqa: E731
+    assert mean == pytest.approx(10 * (h(1000) - h(10)))
+    assert 0 < var < mean
+    rng = np.random.default_rng(7)
+    counts = []
+    for _ in range(300):
+        c = HeapCounter()
+        k_closest_heap(rng.normal(size=(1000, 2)), 10, counter=c)
+        counts.append(c.replaces)
+    se = np.sqrt(var / len(counts))
+    assert abs(np.mean(counts) - mean) < 4 * se
+    assert np.var(counts) == pytest.approx(var, rel=0.3)
+    assert expected_replacements(5, 5) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="k <= n"):
+        expected_replacements(3, 4)
+    with pytest.raises(TypeError, match="k"):
+        expected_replacements(10, 2.5)

@@ -240,3 +240,15 @@ def test_train_pairs_with_matryoshka_loss_reduces_it():
     assert len(losses) == 30 and np.mean(losses[-5:]) < np.mean(losses[:5])
     with pytest.raises(ValueError, match="pair up"):
         train_pairs(enc, queries, docs[:-1], loss, steps=1, device="cpu")
+
+
+def test_published_dimensions_table() -> None:
+    from embedlab.matryoshka import published_dimensions
+
+    rows = published_dimensions()
+    assert all({"model", "dims", "mteb", "matryoshka", "source"} <= set(r) for r in rows)
+    assert all(r["source"] and 0 < r["mteb"] < 100 and r["dims"] >= 1 for r in rows)
+    nomic = sorted((r["dims"], r["mteb"]) for r in rows if r["model"] == "nomic-embed-text-v1.5")
+    assert len(nomic) >= 3 and all(b[1] > a[1] for a, b in zip(nomic, nomic[1:], strict=False))
+    rows[0]["mteb"] = -1.0
+    assert published_dimensions()[0]["mteb"] > 0

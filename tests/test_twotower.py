@@ -178,3 +178,20 @@ def test_two_tower_loss_matches_sentence_transformers_symmetric_mnrl() -> None:
     for g1, g2 in zip(torch.autograd.grad(ours, (a, b)), torch.autograd.grad(ref, (a, b)),
                       strict=True):
         assert float((g1 - g2).abs().max()) < 1e-9
+
+
+def test_recall_per_user_and_published_embedders() -> None:
+    rec = np.array([[1, 2, 3], [4, 5, 6]])
+    truth = np.array([[1, 2, 9], [7, 8, 9]])
+    per = T.recall_per_user(rec, truth)
+    assert per.tolist() == [pytest.approx(2 / 3), 0.0]
+    assert per.mean() == pytest.approx(T.recall_against_truth(rec, truth))
+    rows = T.published_embedders()
+    assert {r["modality"] for r in rows} == {"code", "image", "audio"}
+    assert all(r["source"] and r["model"] for r in rows)
+    assert all((r["figure"] is None) == (r["benchmark"] is None) for r in rows)
+    assert all(r["modality"] == "audio" for r in T.published_embedders("audio"))
+    rows[0]["model"] = "changed"
+    assert T.published_embedders()[0]["model"] != "changed"
+    with pytest.raises(ValueError, match="modality"):
+        T.published_embedders("video")
