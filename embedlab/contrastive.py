@@ -42,6 +42,7 @@ __all__ = [
     "check_embeddings",
     "gradient_weights",
     "info_nce",
+    "infonce_row",
     "mine_hard_negatives",
     "similarity_matrix",
     "train_pairs",
@@ -137,6 +138,38 @@ def gradient_weights(scores, temperature: float) -> np.ndarray:
     z = s / tau
     z = np.exp(z - z.max())
     return z / z.sum()
+
+
+def infonce_row(similarities, temperature: float, positive: int = 0) -> dict[str, object]:
+    """One anchor's InfoNCE at temperature tau: what the temperature explorer of chapter 05 shows.
+
+    ``similarities`` (1-d, n candidates) are the anchor's cosine similarities with its in-batch
+    candidates, the positive at index ``positive``. With p = softmax(s / tau) (van den Oord et
+    al. 2018, eq. 4), the row's loss is -log p_positive and its gradient with respect to the
+    similarities is (p - onehot(positive)) / tau: each negative j is pushed away with weight
+    p_j / tau, the positive pulled with (1 - p_positive) / tau. Returns a dict with
+    ``probabilities`` (p, sums to 1), ``gradient`` (dL/ds, signed), ``negative_weights``
+    (p_j / tau, 0 at the positive), ``loss`` (a float) and ``positive``.
+    """
+    s = np.asarray(similarities, dtype=np.float64)
+    if s.ndim != 1 or s.size < 2:
+        raise ValueError(f"similarities must be a 1-d array of at least two candidates (the "
+                         f"positive and a negative), got shape {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("similarities must be finite (no NaN or inf)")
+    if isinstance(positive, bool) or not isinstance(positive, (int, np.integer)) \
+            or not 0 <= positive < s.size:
+        raise ValueError(f"positive must be an index in [0, {s.size}), got {positive!r}")
+    tau = _check_temperature(temperature)
+    p = gradient_weights(s, tau)
+    onehot = np.zeros_like(p)
+    onehot[positive] = 1.0
+    weights = p / tau
+    weights[positive] = 0.0
+    z = s / tau
+    log_p = z[positive] - (z.max() + np.log(np.exp(z - z.max()).sum()))
+    return {"probabilities": p, "gradient": (p - onehot) / tau, "negative_weights": weights,
+            "loss": float(-log_p), "positive": int(positive)}
 
 
 # --------------------------------------------------------------------------- hard negatives

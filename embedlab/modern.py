@@ -319,7 +319,7 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
     from tqdm.auto import tqdm
 
     from embedlab.data import cache_dir
-    from embedlab.encoders import default_device
+    from embedlab.encoders import bars_off, default_device
     from embedlab.matryoshka import MatryoshkaLoss
 
     q, d, negs = check_pairs(queries, docs, negatives)
@@ -388,7 +388,7 @@ def finetune(queries: Sequence[str], docs: Sequence[str], *, base=None,
             return _embed_train(model, texts, device)
         return _top_embed(model, _trunk_states(model, texts, trunk, device), trunk[1])
 
-    bar = tqdm(total=steps, desc="fine-tuning MiniLM", disable=not progress)
+    bar = tqdm(total=steps, desc="fine-tuning MiniLM", disable=bars_off(progress))
     for _ in range(epochs):
         order = torch.randperm(len(q), generator=gen).tolist()
         for b in range(n_batches):
@@ -496,7 +496,7 @@ def train_cross_encoder(queries: Sequence[str], docs: Sequence[str],
     from tqdm.auto import tqdm
 
     from embedlab.data import cache_dir
-    from embedlab.encoders import default_device
+    from embedlab.encoders import bars_off, default_device
 
     q, d, negs = check_pairs(queries, docs, negatives)
     if negs is None:
@@ -532,7 +532,7 @@ def train_cross_encoder(queries: Sequence[str], docs: Sequence[str],
     losses: list[float] = []
     model.train()
     t0 = time.perf_counter()
-    bar = tqdm(total=steps, desc="training the cross-encoder", disable=not progress)
+    bar = tqdm(total=steps, desc="training the cross-encoder", disable=bars_off(progress))
     for _ in range(epochs):
         order = torch.randperm(len(q), generator=gen).tolist()
         for b in range(len(q) // batch_size):

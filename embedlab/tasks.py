@@ -22,13 +22,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from embedlab.evaluation import ranking_metrics, spearman
+from embedlab.evaluation import per_query_metrics, ranking_metrics, spearman
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
 N_TEST = 800
 
-__all__ = ["N_TEST", "evaluate", "lee_task", "news_pairs", "news_split", "retrieval_task"]
+__all__ = ["N_TEST", "evaluate", "lee_task", "news_pairs", "news_split", "retrieval_per_query",
+           "retrieval_task"]
 
 
 def news_pairs():
@@ -81,10 +82,9 @@ def truncate_text(text: str, max_chars: int | None) -> str:
     return cut[: cut.rfind(" ")] if " " in cut else cut
 
 
-def retrieval_task(embed: Embed, n: int | None = None, max_chars: int | None = None,
-                   embed_docs: Embed | None = None) -> dict[str, float]:
-    """Headline -> article retrieval on the held-out pairs (the first ``n`` of them, all 800 by
-    default; articles cut to ``max_chars``). Returns recall@1, recall@10, MRR and nDCG@10."""
+def _retrieval_scores(embed: Embed, n: int | None, max_chars: int | None,
+                      embed_docs: Embed | None) -> np.ndarray:
+    """Cosine similarities (n queries, n documents) of the held-out headlines and articles."""
     _, test = news_split()
     n = len(test) if n is None else n
     if not isinstance(n, (int, np.integer)) or not 10 <= n <= len(test):
@@ -97,7 +97,23 @@ def retrieval_task(embed: Embed, n: int | None = None, max_chars: int | None = N
     if q.shape[1] != d.shape[1]:
         raise ValueError(f"query and document embeddings differ in dimension: {q.shape[1]} "
                          f"and {d.shape[1]}")
-    return {**ranking_metrics(q @ d.T), "n": int(n)}
+    return q @ d.T
+
+
+def retrieval_task(embed: Embed, n: int | None = None, max_chars: int | None = None,
+                   embed_docs: Embed | None = None) -> dict[str, float]:
+    """Headline -> article retrieval on the held-out pairs (the first ``n`` of them, all 800 by
+    default; articles cut to ``max_chars``). Returns recall@1, recall@10, MRR and nDCG@10."""
+    scores = _retrieval_scores(embed, n, max_chars, embed_docs)
+    return {**ranking_metrics(scores), "n": int(scores.shape[0])}
+
+
+def retrieval_per_query(embed: Embed, n: int | None = None, max_chars: int | None = None,
+                        embed_docs: Embed | None = None) -> dict[str, np.ndarray]:
+    """The numbers of :func:`retrieval_task` for each held-out query separately (``recall@1``,
+    ``recall@10``, ``rr``, ``ndcg@10``, arrays of length n, in the same query order for every
+    model), for a paired comparison of two models (``embedlab.stats.paired_bootstrap``)."""
+    return per_query_metrics(_retrieval_scores(embed, n, max_chars, embed_docs))
 
 
 def lee_task(embed: Embed) -> dict[str, float]:

@@ -12,6 +12,7 @@ from embedlab.contrastive import (
     bm25_scores,
     gradient_weights,
     info_nce,
+    infonce_row,
     mine_hard_negatives,
     similarity_matrix,
     train_pairs,
@@ -131,6 +132,44 @@ def test_similarity_matrix_and_gradient_weights():
     assert np.ptp(flat) < 0.01  # high temperature spreads the weight evenly
     with pytest.raises(ValueError, match="temperature"):
         gradient_weights([1.0], 0.0)
+
+
+@pytest.mark.parametrize("tau", [0.01, 0.05, 0.5, 2.0])
+@pytest.mark.parametrize("positive", [0, 3])
+def test_infonce_row_matches_autograd(tau, positive):
+    """The explorer's numbers: loss and gradient of one row against torch's cross-entropy."""
+    rng = np.random.default_rng(int(tau * 100) + positive)
+    s = rng.uniform(-1, 1, size=7)
+    row = infonce_row(s, tau, positive=positive)
+    st = torch.tensor(s, dtype=torch.float64, requires_grad=True)
+    loss = F.cross_entropy((st / tau)[None], torch.tensor([positive]))
+    (grad,) = torch.autograd.grad(loss, st)
+    assert abs(row["loss"] - loss.item()) < 1e-9
+    assert np.allclose(row["gradient"], grad.numpy(), atol=1e-9)
+    p = row["probabilities"]
+    assert abs(p.sum() - 1) < 1e-12 and np.allclose(p, torch.softmax(st / tau, 0).detach())
+    w = row["negative_weights"]
+    assert w[positive] == 0 and np.allclose(np.delete(w, positive), np.delete(p, positive) / tau)
+    # the push on the negatives balances the pull on the positive
+    assert abs(w.sum() - (1 - p[positive]) / tau) < 1e-9
+
+
+def test_infonce_row_lower_tau_concentrates_on_the_hardest_negative():
+    s = np.array([0.8, 0.7, 0.3, 0.1, 0.0])
+    share = [infonce_row(s, t)["negative_weights"] for t in (0.02, 1.0)]
+    share = [w[1] / w.sum() for w in share]
+    assert share[0] > 0.99 > 0.4 > share[1]
+
+
+def test_infonce_row_bad_input():
+    with pytest.raises(ValueError, match="at least two"):
+        infonce_row([0.5], 0.1)
+    with pytest.raises(ValueError, match="finite"):
+        infonce_row([0.5, float("nan")], 0.1)
+    with pytest.raises(ValueError, match="positive"):
+        infonce_row([0.5, 0.1], 0.1, positive=2)
+    with pytest.raises(ValueError, match="temperature"):
+        infonce_row([0.5, 0.1], 0.0)
 
 
 def test_mine_hard_negatives_margin():

@@ -73,6 +73,26 @@ def test_retrieval_task_oracle_and_random():
         tasks.retrieval_task("not a function")
 
 
+def test_retrieval_per_query_means_are_the_task_metrics():
+    import zlib
+
+    def noisy(texts):            # the oracle's one-hot rows plus noise: some queries miss
+        noise = [np.random.default_rng(zlib.crc32(t.encode())).normal(size=tasks.N_TEST)
+                 for t in texts]
+        return _oracle(texts) + 0.12 * np.array(noise)
+
+    per = tasks.retrieval_per_query(noisy, n=150, max_chars=300)
+    agg = tasks.retrieval_task(noisy, n=150, max_chars=300)
+    assert set(per) == {"recall@1", "recall@10", "rr", "ndcg@10"}
+    assert all(v.shape == (150,) for v in per.values())
+    for k, a in [("recall@1", "recall@1"), ("recall@10", "recall@10"), ("rr", "mrr"),
+                 ("ndcg@10", "ndcg@10")]:
+        assert abs(per[k].mean() - agg[a]) < 1e-12
+    assert 0 < per["recall@1"].mean() < 1        # the noise makes some queries miss
+    with pytest.raises(ValueError, match="n must be"):
+        tasks.retrieval_per_query(_oracle, n=3)
+
+
 def test_lee_task_known_extremes():
     from embedlab import data
 
