@@ -3,8 +3,10 @@
 ``run_course(profile)`` executes ``notebooks/NN_*.ipynb`` one after another with papermill
 (injecting ``profile``), writes each executed notebook and its HTML to ``build/course/``, and
 writes ``build/course/REPORT.md``: each notebook's state, wall time and the results it recorded
-with ``embedlab.report.record``. A notebook that fails stops nothing else; the report says which
-failed and in which cell.
+with ``embedlab.report.record``, then the ledger (``embedlab.report.ledger``: a verdict on each
+item of the study session the course checks, computed from this run's records). A notebook that
+fails stops nothing else; the report says which failed and in which cell.
+``build/course/report.json`` holds the same as ``{"notebooks": [...], "ledger": [...]}``.
 
 It also holds the notebook hygiene helpers: ``clean_notebook`` strips what must not be
 committed (outputs, execution counts, metadata beyond an allow-list).
@@ -22,7 +24,15 @@ from typing import Any
 
 import nbformat
 
-from embedlab.report import format_value, read_claims, read_records
+from embedlab.report import (
+    VERDICTS,
+    format_value,
+    ledger,
+    ledger_counts,
+    ledger_markdown,
+    read_claims,
+    read_records,
+)
 
 # The chapter list: number -> (file stem, title). Notebook files are notebooks/NN_stem.ipynb.
 CHAPTERS: dict[str, tuple[str, str]] = {
@@ -178,11 +188,29 @@ def write_report(outcomes: list[Outcome], profile: str, out_dir: Path) -> Path:
             lines += ["", f"## {o.notebook}", "", "| result | value |", "|---|---|"]
             lines += [f"| `{k}` | {format_value(v)} |".replace("\n", " ")
                       for k, v in o.records.items()]
+    rows = course_ledger(outcomes)
+    counts = ledger_counts(rows)
+    lines += ["", "## Ledger", "",
+              "Each item of the study session the course follows, with the verdict this run's "
+              "figures give it (`embedlab.report.ledger`): "
+              + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + ".", "",
+              ledger_markdown(rows)]
     path = out_dir / "REPORT.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     (out_dir / "report.json").write_text(json.dumps(
-        [o.__dict__ for o in outcomes], indent=1), encoding="utf-8")
+        {"notebooks": [o.__dict__ for o in outcomes], "ledger": rows}, indent=1),
+        encoding="utf-8")
     return path
+
+
+def course_ledger(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    """The ledger computed from the records and claims of this run's notebooks (later wins)."""
+    records: dict[str, Any] = {}
+    claims: dict[str, dict[str, Any]] = {}
+    for o in outcomes:
+        records.update(o.records)
+        claims.update({c["id"]: c for c in o.claims})
+    return ledger(records, claims)
 
 
 def run_course(profile: str, notebooks_dir: str | Path = "notebooks",
@@ -200,13 +228,23 @@ def run_course(profile: str, notebooks_dir: str | Path = "notebooks",
     if not paths:
         raise FileNotFoundError(f"no NN_*.ipynb notebooks in {notebooks_dir}")
     outcomes = []
+    # chapter 18 computes the ledger from the records this run's notebooks wrote before it:
+    # records files older than this moment belong to an earlier run
+    started_before = os.environ.get("EMBEDLAB_RUN_STARTED")
+    os.environ["EMBEDLAB_RUN_STARTED"] = repr(time.time() - 1.0)
     bar = tqdm(paths, desc=f"course ({profile})", unit="notebook")
-    for path in bar:
-        bar.set_postfix_str(path.stem)
-        outcome = run_notebook(path, out_dir, profile)
-        outcomes.append(outcome)
-        state = "ok" if outcome.ok else f"FAILED: {outcome.error}"
-        bar.write(f"{path.name:<40} {outcome.seconds:7.1f} s  {state}")
+    try:
+        for path in bar:
+            bar.set_postfix_str(path.stem)
+            outcome = run_notebook(path, out_dir, profile)
+            outcomes.append(outcome)
+            state = "ok" if outcome.ok else f"FAILED: {outcome.error}"
+            bar.write(f"{path.name:<40} {outcome.seconds:7.1f} s  {state}")
+    finally:
+        if started_before is None:
+            os.environ.pop("EMBEDLAB_RUN_STARTED", None)
+        else:
+            os.environ["EMBEDLAB_RUN_STARTED"] = started_before
     report = write_report(outcomes, profile, out_dir)
     failed = sum(not o.ok for o in outcomes)
     print(f"\nReport: {report}  ({len(outcomes) - failed} ok, {failed} failed)")

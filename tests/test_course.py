@@ -1,6 +1,7 @@
 """The course runner and report, notebook cleaning, and `embedlab doctor`."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,8 +44,32 @@ def test_run_course_reports_successes_and_failures(tmp_path: Path) -> None:
     assert "| 02_after.ipynb | ok |" in text  # a failure stops nothing else
     assert "| `ch00.profile` | \"ci\" |" in text and "| `ch00.answer` | 42 |" in text
     assert (out / "00_good.html").exists() and (out / "00_good.ipynb").exists()
-    rows = json.loads((out / "report.json").read_text())
-    assert [r["ok"] for r in rows] == [True, False, True]
+    data = json.loads((out / "report.json").read_text())
+    assert set(data) == {"notebooks", "ledger"}
+    assert [r["ok"] for r in data["notebooks"]] == [True, False, True]
+    assert data["notebooks"][0]["records"] == {"ch00.profile": "ci", "ch00.answer": 42}
+    ledger = data["ledger"]
+    assert [r["item"] for r in ledger] == list(range(1, 31))
+    assert all({"item", "session", "verdict", "figures", "evidence"} <= set(r) for r in ledger)
+    assert {r["verdict"] for r in ledger} == {report.NOT_RUN}   # no chapter of the course ran
+    assert "## Ledger" in text and "| 30 | 18 |" in text and "30 not run" in text
+    assert "EMBEDLAB_RUN_STARTED" not in os.environ
+
+
+def test_the_report_ledger_reads_this_runs_records(tmp_path: Path) -> None:
+    from embedlab.course import Outcome, write_report
+
+    outcomes = [Outcome("01_geometry_of_meaning.ipynb", True, 1.0, records={
+        "ch01.cos_king_queen": 0.7839, "ch01.cos_king_banana": 0.2207}),
+        Outcome("02_word2vec.ipynb", True, 1.0, claims=[
+            {"id": "ch02.cbow_predicts_centre", "text": "CBOW predicts the centre",
+             "holds": True}])]
+    write_report(outcomes, "ci", tmp_path)
+    ledger = {r["item"]: r for r in json.loads((tmp_path / "report.json").read_text())["ledger"]}
+    assert ledger[2]["verdict"] == report.FAILS and ledger[2]["figures"]
+    assert ledger[4]["verdict"] == report.FAILS
+    assert ledger[4]["evidence"] == ["ch02.cbow_predicts_centre"]
+    assert "| 2 | 01 |" in (tmp_path / "REPORT.md").read_text()
 
 
 def test_record_writes_json_lines(tmp_path: Path, monkeypatch) -> None:
