@@ -745,7 +745,13 @@ def mteb_score(model, task, batch_size: int = 64) -> dict:
 
     import mteb
 
+    from embedlab.encoders import bars_off
+
     logging.getLogger("mteb").setLevel(logging.ERROR)
+    if bars_off():                          # the datasets library's own bars
+        import datasets
+
+        datasets.disable_progress_bars()
     res = mteb.evaluate(model, tasks=[task], cache=None, show_progress_bar=False,
-                        encode_kwargs={"batch_size": batch_size})
+                        encode_kwargs={"batch_size": batch_size, "show_progress_bar": False})
     return dict(res.task_results[0].scores["test"][0])
