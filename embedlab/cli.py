@@ -101,9 +101,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return 1 if run_course(args.profile, out_dir=args.out, only=args.only) else 0
     if args.cmd == "grade":
-        from embedlab.grading import format_table, grade_notebook
+        from embedlab.grading import GradeError, format_table, grade_notebook
 
-        results = {path: grade_notebook(path, timeout=args.timeout) for path in args.path}
+        try:
+            results = {path: grade_notebook(path, timeout=args.timeout) for path in args.path}
+        except GradeError as exc:
+            print(f"embedlab grade: {exc}", file=sys.stderr)
+            return 2
         if args.json:
             out = results[args.path[0]] if len(args.path) == 1 else results
             print(json.dumps(out, indent=1))

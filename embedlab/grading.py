@@ -5,59 +5,56 @@ and the exercise id in its metadata (``{"tags": ["graded"], "exercise": "17.heap
 sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``. ``build_exercises`` writes
 ``exercises/`` from ``solutions/`` with each block replaced by ``raise NotImplementedError``.
 
-``grade_notebook(path)`` runs each graded cell, with only the import cells above it, in a fresh
-Python process under a time limit, then runs that exercise's checks (``embedlab.checks``) on the
-object the cell defines. A syntax error, an exception or an endless loop in one answer costs that
-answer's points and nothing else. Inside a notebook, ``check("17.heap", k_closest_heap)`` runs the
-same checks at once and prints the same feedback.
+``grade_notebook(path)`` grades each graded cell on its own. The notebook's chapter comes from
+its graded cells' own metadata, so a renamed copy grades. Inside a notebook,
+``check("17.heap", k_closest_heap)`` runs the same checks at once, in the notebook's own process,
+for quick feedback; only ``embedlab grade`` gives the guarantees below.
 
-Hardening
----------
-Each answer runs in its own process group (``start_new_session=True``); on a timeout the whole
-group is killed (``os.killpg``), so a child the answer forks cannot outlive it. The child sets an
-address-space limit (``RLIMIT_AS``, :data:`MEMORY_LIMIT_BYTES`, 4 GiB unless
-``EMBEDLAB_GRADE_MEMORY_GB`` says otherwise), enough for ``import torch`` and small models; an
-answer that needs more gets 0 with a hint. Nothing one answer does can stop the grading of the
-others: syntax errors, exceptions, ``sys.exit``, endless loops and crashes cost only that answer.
+What the grade certifies
+------------------------
+**The checks live outside the answer's reach.** Each answer runs in a fresh child interpreter
+(:mod:`embedlab.sandbox`) with only the import cells above it; the checks, their references and
+the score stay in the grading process, which calls the answer's functions and objects over a
+socket and reads back plain data with a restricted unpickler. Nothing the answer prints or writes
+changes its score; an answer that exits before the checks run (``os._exit``) scores 0.
 
-A graded cell must itself define the exercise's name (``def name(...)`` or an assignment at the
-top level of the cell); a cell that does not scores 0 with a hint naming the missing function.
+**Builds are built.** While an answer's code runs, an import hook refuses the course's package,
+however it is reached (``importlib``, ``exec``, ``__import__``, ``sys.modules``, an import cell
+above the answer), and the reference libraries (faiss, scikit-learn, hnswlib, ScaNN, gensim,
+sentence-transformers), with a message that says why; an audit hook refuses reading their source
+files; an exercise can refuse more (``heapq`` for the heap, the torch losses a loss exercise asks
+for). The checks test properties only the real algorithm has (HNSW's distance count and degree
+caps, a heap's sift functions and O(k) memory over a stream, k-means' update on a constructed
+case). An answer whose tokens overlap 60% or more with the package's implementation of the same
+thing, or with a window of up to three adjacent code cells of the chapter's teaching notebook,
+scores 0 with a hint that names the source.
 
-The package's own implementation scores 0
------------------------------------------
-Before an answer runs, :func:`reference_uses` reads the graded cell's syntax tree. The cell scores
-0 for that exercise, with a hint that says why, when it takes anything from ``embedlab`` that is
-not a utility on the allow-list:
+**Nothing escapes, nothing waits for pipes.** The child runs in its own session; when its
+exercise is done, its process group and every process it started are killed, including those
+that left the group (the grading process is their subreaper). Time is bounded per exercise
+(``timeout``), and the grader waits on the process and its socket, never on pipes.
 
-- ``from embedlab.heap import k_closest_heap`` or ``import embedlab.heap`` inside the cell;
-- a name that one of the import cells above binds to an ``embedlab`` object
-  (``from embedlab.contrastive import info_nce`` above, ``info_nce(...)`` in the cell);
-- attribute access through a module (``embedlab.heap.k_closest_heap``, ``ec.info_nce`` after
-  ``import embedlab.contrastive as ec``), including aliasing (``f = embedlab.heap.k_closest_heap``)
-  and bare module references (``getattr(embedlab, "heap")``);
-- ``__import__`` / ``importlib.import_module`` / ``sys.modules`` with a string naming ``embedlab``.
-
-:data:`ALLOWED_FROM_EMBEDLAB` lists the utilities every exercise may use (data loading, profiles,
-normalisation, the report, ``check``). A dotted name is allowed when it equals an entry or lies
-below one (``embedlab.data.load`` is below ``embedlab.data``). An exercise can allow more for
-itself: ``exercise("06.x", name=..., points=..., allow=("embedlab.encoders.TinyTransformer",))``
-(for objects the exercise hands to the learner rather than asks them to build). Inside a notebook,
-``check()`` also gives 0 to an answer object that was defined in the package
-(``answer.__module__`` starts with ``embedlab.``).
+What it does not guarantee: an answer determined to defeat the checks can still reach code by
+routes no hook sees (the interpreter's memory through ``ctypes``, a program of its own that it
+starts); the hooks close the routes a lazy answer takes, and the property checks make a wrong
+algorithm fail even when it gives right answers.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import importlib
+import importlib.util
+import inspect
+import io
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import tempfile
-import traceback
+import textwrap
+import tokenize
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -72,19 +69,138 @@ ANSWER_TAG = "answer"
 ANSWER_PROMPT = "*Your answer:* write it here, then compare with `solutions/`."
 DEFAULT_TIMEOUT = 60.0
 MEMORY_LIMIT_BYTES = int(float(os.environ.get("EMBEDLAB_GRADE_MEMORY_GB", "4")) * 2**30)
+ROOT = Path(__file__).resolve().parent.parent
 
-#: What every graded cell may take from ``embedlab``: utilities, not the chapters' algorithms.
-#: A dotted name is allowed when it equals an entry or lies below one.
-ALLOWED_FROM_EMBEDLAB: tuple[str, ...] = (
-    "embedlab.data",
-    "embedlab.profiles",
-    "embedlab.report",
-    "embedlab.geometry.normalize",
-    "embedlab.geometry.as_vectors",
-    "embedlab.encoders.default_device",
-    "embedlab.grading.check",
-    "embedlab.checks.check",
-)
+#: What a graded cell may take from ``embedlab``: ``check`` (a no-op under ``embedlab grade``,
+#: which runs the checks itself). Everything else of the package is refused.
+ALLOWED_FROM_EMBEDLAB: tuple[str, ...] = ("embedlab.grading.check", "embedlab.checks.check")
+
+#: The peer libraries the checks compare answers with: refused in every graded cell.
+REFERENCE_LIBRARIES: tuple[str, ...] = ("faiss", "sklearn", "hnswlib", "scann", "gensim",
+                                        "sentence_transformers")
+
+#: Near-copy: an answer sharing this share of its tokens (or more) with the package's
+#: implementation of the same thing, or with a window of up to COPY_WINDOW adjacent code cells of
+#: the chapter's teaching notebook, scores 0. Answers shorter than COPY_MIN_TOKENS are not
+#: compared (a three-line warm-up shares its few tokens with anything).
+COPY_THRESHOLD = 0.60
+COPY_WINDOW = 3
+COPY_MIN_TOKENS = 40
+
+
+class GradeError(Exception):
+    """A notebook the grader cannot read; the message names the problem and the fix."""
+
+
+# --------------------------------------------------------------------------- token overlap
+_KEEP = {tokenize.NAME, tokenize.NUMBER}
+
+
+def _tokenize(text: str) -> Counter:
+    out: Counter = Counter()
+    for tok in tokenize.generate_tokens(io.StringIO(text + "\n").readline):
+        if tok.type in _KEEP:
+            out[tok.string] += 1
+    return out
+
+
+def tokens(source: str) -> Counter:
+    """Names (keywords included) and numbers of ``source``, as a multiset. Operators and brackets
+    are left out: they carry no content of their own. IPython magics and shell lines are dropped;
+    text that does not tokenize as a whole is tokenized line by line."""
+    lines = ["" if ln.lstrip().startswith(("%", "!")) else ln
+             for ln in textwrap.dedent(source).splitlines()]
+    try:
+        return _tokenize("\n".join(lines))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        out: Counter = Counter()
+        for ln in lines:
+            try:
+                out += _tokenize(ln.strip())
+            except (tokenize.TokenError, IndentationError, SyntaxError):
+                out += Counter(re.findall(r"[A-Za-z_]\w*|\d+(?:\.\d+)?", ln))
+        return out
+
+
+def overlap(answer: str | Counter, other: str | Counter) -> float:
+    """The share of the answer's tokens (with multiplicity) that ``other`` also holds: 1.0 when
+    every token of the answer appears in it as often."""
+    a = answer if isinstance(answer, Counter) else tokens(answer)
+    n = sum(a.values())
+    b = other if isinstance(other, Counter) else tokens(other)
+    return sum((a & b).values()) / n if n else 0.0
+
+
+def teaching_windows(chapter: str, width: int = COPY_WINDOW,
+                     root: Path = ROOT) -> list[tuple[str, Counter]]:
+    """``(where, tokens)`` for every window of 1 to ``width`` adjacent code cells of the
+    chapter's teaching notebook (``where`` names the notebook and the cells)."""
+    import nbformat
+
+    out = []
+    for path in sorted((root / "notebooks").glob(f"{chapter}_*.ipynb")):
+        cells = [(i, c.source) for i, c in enumerate(nbformat.read(path, as_version=4).cells)
+                 if c.cell_type == "code"]
+        toks = [tokens(src) for _, src in cells]
+        for start in range(len(cells)):
+            total: Counter = Counter()
+            for w in range(width):
+                if start + w >= len(cells):
+                    break
+                total = total + toks[start + w]
+                first, last = cells[start][0], cells[start + w][0]
+                where = (f"cell {first}" if w == 0 else f"cells {first}-{last}")
+                out.append((f"{path.relative_to(root)} {where}", total))
+    return out
+
+
+def package_sources(ex: Any) -> list[tuple[str, Counter]]:
+    """``(where, tokens)`` of the package implementations an exercise names as its reference."""
+    out = []
+    for ref in getattr(ex, "reference", ()) or ():
+        module, _, qual = ref.partition(":")
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in qual.split("."):
+                obj = getattr(obj, part)
+            src = inspect.getsource(obj)
+        except (ImportError, AttributeError, OSError, TypeError):
+            continue
+        out.append((f"{module.replace('.', '/')}.py `{qual}`", tokens(src)))
+    return out
+
+
+def skeleton_of(exercise_id: str, root: Path = ROOT) -> str:
+    """The graded cell of ``exercise_id`` as the exercise notebook gives it (the code a learner
+    starts from), or "" when no exercise notebook holds it."""
+    import nbformat
+
+    chapter = exercise_id.split(".", 1)[0]
+    for path in sorted((root / "exercises").glob(f"{chapter}_*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.get("metadata", {}).get("exercise") == exercise_id:
+                return cell.source
+    return ""
+
+
+def answer_tokens(exercise_id: str, source: str) -> Counter:
+    """The tokens the learner wrote: the cell's, less those of the skeleton it started from."""
+    return tokens(source) - tokens(skeleton_of(exercise_id))
+
+
+def copied_from(ex: Any, source: str,
+                threshold: float = COPY_THRESHOLD) -> tuple[str, float] | None:
+    """``(where, share)`` of the closest source when the answer shares ``threshold`` or more of
+    its tokens with the package's implementation or a window of teaching cells; else None."""
+    mine = answer_tokens(ex.id, source)
+    if sum(mine.values()) < COPY_MIN_TOKENS:
+        return None
+    best: tuple[str, float] | None = None
+    for where, toks in package_sources(ex) + teaching_windows(ex.chapter):
+        share = overlap(mine, toks)
+        if share >= threshold and (best is None or share > best[1]):
+            best = (where, share)
+    return best
 
 
 # --------------------------------------------------------------------------- running checks
@@ -93,19 +209,36 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg[0]}" if msg else type(exc).__name__
 
 
-def run_checks(exercise_id: str, answer: Any) -> dict[str, Any]:
-    """Run every check of one exercise on ``answer``; the points are shared equally."""
+def run_checks(exercise_id: str, answer: Any, box: Any = None) -> dict[str, Any]:
+    """Run every check of one exercise on ``answer``; the points are shared equally.
+
+    ``answer`` is the learner's object itself (``check()`` in a notebook) or a proxy for it in
+    the sandbox ``box`` (``embedlab grade``). A timeout stops the exercise at 0 points; an
+    answer whose process dies fails the check it was in and every later one."""
+    from embedlab.sandbox import Remote, SandboxDied, SandboxTimeout
+
     ex = _checks.get(exercise_id)
-    module = getattr(answer, "__module__", None) or ""
-    if module == "embedlab" or module.startswith("embedlab."):
-        where = f"{module}.{getattr(answer, '__qualname__', ex.name)}"
-        if not _allowed(where, ex):
+    if not isinstance(answer, Remote):
+        module = getattr(answer, "__module__", None) or ""
+        if module == "embedlab" or module.startswith("embedlab."):
+            where = f"{module}.{getattr(answer, '__qualname__', ex.name)}"
             return {"id": ex.id, "points": 0.0, "max": ex.points,
                     "hints": [_reference_hint(ex, [where])]}
-    passed, hints = 0, []
+    passed, hints, dead = 0, [], ""
     for chk in ex.checks:
+        if dead:
+            hints.append(f"{chk.hint} (not run: {dead})")
+            continue
+        if box is not None:
+            box.where = f"running the check '{chk.hint[:60]}'"
         try:
             chk.fn(answer)
+        except SandboxTimeout as exc:
+            return _zero(ex, f"{exc}: an endless loop, or far too slow (the limit is for the "
+                             "whole exercise)")
+        except SandboxDied as exc:
+            dead = str(exc)
+            hints.append(f"{chk.hint} ({dead})")
         except AssertionError as exc:
             detail = str(exc).strip()
             hints.append(chk.hint + (f" ({detail})" if detail else ""))
@@ -192,11 +325,43 @@ def graded_cells(nb: Any) -> list[tuple[str, str, list[str]]]:
     return out
 
 
-def chapter_of(path: str | Path) -> str:
+def chapter_of(path: str | Path, nb: Any = None) -> str:
+    """The chapter an exercise notebook belongs to: from its graded cells' exercise ids (so a
+    renamed copy grades), else from a ``NN_`` file name."""
+    if nb is not None:
+        chapters = sorted({ex_id.split(".", 1)[0] for ex_id, _, _ in graded_cells(nb)})
+        if len(chapters) == 1:
+            return chapters[0]
+        if len(chapters) > 1:
+            raise GradeError(f"{path} mixes graded cells of chapters {', '.join(chapters)}: "
+                             "grade one chapter's exercise notebook at a time")
     name = Path(path).name
     if not re.match(r"^\d\d_", name):
-        raise ValueError(f"{path}: an exercise notebook is named NN_topic.ipynb")
+        raise GradeError(f"{path} has no graded cells: grade an exercise notebook from "
+                         "exercises/ (its graded cells keep their 'graded' tag and metadata)")
     return name[:2]
+
+
+def read_notebook(path: str | Path) -> Any:
+    """The notebook at ``path``, or a :class:`GradeError` naming the problem and the fix."""
+    import nbformat
+
+    path = Path(path)
+    if not path.exists():
+        raise GradeError(f"no notebook at {path}: check the path (exercise notebooks are "
+                         "exercises/NN_topic.ipynb)")
+    if path.is_dir():
+        raise GradeError(f"{path} is a folder: give the path of one .ipynb file")
+    try:
+        return nbformat.read(path, as_version=4)
+    except json.JSONDecodeError as exc:
+        raise GradeError(f"{path} is not a readable notebook (its JSON breaks at line "
+                         f"{exc.lineno}): restore it from JupyterLab's checkpoint in "
+                         ".ipynb_checkpoints/ or copy exercises/ again") from None
+    except (nbformat.reader.NotJSONError, UnicodeDecodeError, ValueError, KeyError,
+            AttributeError) as exc:
+        raise GradeError(f"{path} is not a readable notebook ({type(exc).__name__}): restore it "
+                         "from JupyterLab's checkpoint or copy exercises/ again") from None
 
 
 # ------------------------------------------------------------- what the graded cell takes
@@ -206,8 +371,8 @@ def _allowed(dotted: str, ex: Any = None) -> bool:
 
 
 def _leads_to_allowed(dotted: str, ex: Any = None) -> bool:
-    """True when ``dotted`` is allowed or is a module above an allowed name (``embedlab.geometry``
-    for ``embedlab.geometry.normalize``): importing it is fine, what the cell uses is checked."""
+    """True when ``dotted`` is allowed or is a module above an allowed name (``embedlab.grading``
+    for ``embedlab.grading.check``): importing it is fine, what the cell uses is checked."""
     extra = tuple(getattr(ex, "allow", ()) or ())
     return _allowed(dotted, ex) or any(a.startswith(dotted + ".")
                                        for a in ALLOWED_FROM_EMBEDLAB + extra)
@@ -246,12 +411,14 @@ def _chain(node: ast.AST) -> tuple[str, list[str]] | None:
 
 
 def reference_uses(source: str, setup: list[str] = (), ex: Any = None) -> list[str]:
-    """The dotted ``embedlab`` names a graded cell takes that are not allowed (see the module
-    docstring); ``[]`` when it takes none. ``setup`` are the import cells above it."""
+    """The dotted ``embedlab`` names a graded cell visibly takes (imports, aliases, attribute
+    chains, strings naming a module); ``[]`` when it takes none. ``setup`` are the import cells
+    above it. This reading gives a precise hint early; the import hook in the answer's process
+    refuses the routes that no reading of the source can see."""
     try:
         tree = ast.parse(_runnable(source))
     except SyntaxError:
-        return []  # reported as a syntax error by the child
+        return []  # reported as a syntax error when the cell runs
     bound: dict[str, str] = {}
     for src in setup:
         try:
@@ -299,8 +466,12 @@ def reference_uses(source: str, setup: list[str] = (), ex: Any = None) -> list[s
 def _reference_hint(ex: Any, names: list[str]) -> str:
     what = ", ".join(f"`{n}`" for n in names[:3])
     return (f"0 points: the graded cell takes {what} from the package; the exercise is to build "
-            f"`{ex.name}` yourself. From embedlab a graded cell may use only utilities: "
-            + ", ".join(ALLOWED_FROM_EMBEDLAB + tuple(getattr(ex, "allow", ()) or ())))
+            f"`{ex.name}` yourself (a graded cell may take only `check` from embedlab)")
+
+
+def _copy_hint(ex: Any, where: str, share: float) -> str:
+    return (f"0 points: {share:.0%} of your answer's tokens are in {where}: the exercise is to "
+            f"write `{ex.name}` yourself, not to copy it")
 
 
 def _defined_in(body: list[ast.stmt]) -> set[str]:
@@ -346,96 +517,104 @@ def _zero(ex: Any, hint: str) -> dict[str, Any]:
     return {"id": ex.id, "points": 0.0, "max": ex.points, "hints": [hint]}
 
 
-# --------------------------------------------------------------------------- the child process
-def _limit_memory() -> None:
+# --------------------------------------------------------------------------- the sandbox
+def _package_dir(name: str) -> str | None:
     try:
-        import resource
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return list(spec.submodule_search_locations)[0]
+    return spec.origin if spec.origin and os.path.isfile(spec.origin) else None  # one file
 
-        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        limit = MEMORY_LIMIT_BYTES if hard == resource.RLIM_INFINITY else min(MEMORY_LIMIT_BYTES,
-                                                                               hard)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (ImportError, ValueError, OSError):  # no resource module (Windows) or not permitted
-        pass
+
+def refusals(ex: Any) -> list[tuple[str, str]]:
+    """``(module prefix, reason)`` refused while this exercise's answer runs."""
+    out = [("embedlab", f"{ex.id}: the grader refuses the course's package `embedlab` in graded "
+                        f"cells: build `{ex.name}` yourself")]
+    out += [(lib, f"{ex.id}: the grader refuses `{lib}` in graded cells: it is a reference the "
+                  "checks compare you with, not a building block") for lib in REFERENCE_LIBRARIES]
+    out += [(mod, f"{ex.id}: the exercise is to build this yourself, so `{mod}` is refused here")
+            for mod in getattr(ex, "refuse", ()) or ()]
+    return out
 
 
-def _child(job_path: str, out_path: str) -> None:
-    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
-    _limit_memory()
-    ns: dict[str, Any] = {"__name__": "__graded__"}
-    ex = _checks.get(job["exercise"])
-    gib = f"{MEMORY_LIMIT_BYTES / 2**30:g} GiB"
-    try:
-        for src in job["setup"]:
-            exec(compile(_runnable(src), "<import cell>", "exec"), ns)
-        code = compile(_runnable(job["cell"]), f"<graded cell {ex.id}>", "exec")
-    except SyntaxError as exc:
-        res = _zero(ex, f"SyntaxError in your answer, line {exc.lineno}: {exc.msg}")
-    except MemoryError:
-        res = _zero(ex, f"the import cells ran out of memory (limit {gib})")
-    else:
-        try:
-            exec(code, ns)
-        except NotImplementedError:
-            res = _zero(ex, "not answered yet: the cell raises NotImplementedError")
-        except MemoryError:
-            res = _zero(ex, f"your cell ran out of memory: an answer may use at most {gib}")
-        except Exception as exc:
-            tb = traceback.extract_tb(exc.__traceback__)
-            line = next((f.lineno for f in reversed(tb) if f.filename.startswith("<graded")), "?")
-            res = _zero(ex, f"your cell raised {_short(exc)} (line {line})")
-        else:
-            if ex.name not in defined_names(job["cell"]) or ex.name not in ns:
-                res = _zero(ex, f"the graded cell never defines `{ex.name}`: write "
-                                f"`def {ex.name}(...):` in this cell (keep the name the "
-                                "exercise asks for)")
-            else:
-                res = run_checks(ex.id, ns[ex.name])
-    Path(out_path).write_text(json.dumps(res), encoding="utf-8")
+def _preloads(sources: list[str]) -> list[str]:
+    """Heavy libraries the cells import, loaded before the answer's code runs."""
+    text = "\n".join(sources)
+    return [m for m in ("torch", "scipy", "pandas") if re.search(rf"\b(import|from)\s+{m}\b", text)]
+
+
+def _sandbox(ex: Any, timeout: float, sources: list[str]) -> Any:
+    from embedlab.sandbox import Sandbox
+
+    refuse = refusals(ex)
+    protect = sorted({d for d in (_package_dir(m) for m, _ in refuse) if d})
+    attrs = [(mod, attr, f"{ex.id}: the exercise is to write this loss yourself, so "
+                         f"`{mod}.{attr}` is refused here (log_softmax and logsumexp are fine)")
+             for mod, attr in getattr(ex, "refuse_attrs", ()) or ()]
+    return Sandbox(timeout=timeout, memory_gb=MEMORY_LIMIT_BYTES / 2**30, refuse=refuse,
+                   refuse_attrs=attrs, protect=protect,
+                   protect_reason=f"{ex.id}: graded answers may not read the course's package or "
+                                  "the reference libraries' source files",
+                   stubs=["embedlab", "embedlab.grading", "embedlab.checks"],
+                   preload=_preloads(sources), threads=1,
+                   env={"EMBEDLAB_PROFILE": "ci", "CUDA_VISIBLE_DEVICES": ""})
 
 
 def _grade_one(ex_id: str, source: str, setup: list[str], timeout: float) -> dict[str, Any]:
+    from embedlab.sandbox import SandboxDied, SandboxError, SandboxTimeout
+
     ex = _checks.get(ex_id)
     taken = reference_uses(source, setup, ex)
     if taken:
         return _zero(ex, _reference_hint(ex, taken))
-    with tempfile.TemporaryDirectory(prefix="embedlab-grade-") as tmp:
-        job, out = Path(tmp, "job.json"), Path(tmp, "result.json")
-        job.write_text(json.dumps({"exercise": ex_id, "cell": source, "setup": setup}))
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", EMBEDLAB_PROFILE="ci",
-                   MPLBACKEND="Agg", CUDA_VISIBLE_DEVICES="")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "embedlab.grading", "--child", str(job), str(out)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp,
-            start_new_session=True,
-        )
+    copy = copied_from(ex, source)
+    if copy:
+        return _zero(ex, _copy_hint(ex, *copy))
+    gib = f"{MEMORY_LIMIT_BYTES / 2**30:g} GiB"
+    box = _sandbox(ex, timeout, [*setup, source])
+    try:
+        box.start()
+        box.where = "running the import cells"
+        for n, src in enumerate(setup):
+            try:
+                box.run(_runnable(src), f"<import cell {n + 1}>")
+            except SandboxError as exc:
+                return _zero(ex, f"an import cell failed: {exc}")
+            except MemoryError:
+                return _zero(ex, f"the import cells ran out of memory (limit {gib})")
+            except Exception as exc:
+                return _zero(ex, f"an import cell raised {_short(exc)}")
+        box.where = "running your graded cell"
         try:
-            _, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            return _zero(ex, f"stopped after {timeout:g} s: an endless loop, or far too slow")
-        finally:
-            _kill_group(proc)  # whatever the answer left running in its group goes too
-        if not out.exists():
-            lines = (stderr or "").strip().splitlines()
-            tail = lines[-1:] or ["no output"]
-            if any("MemoryError" in ln or "std::bad_alloc" in ln for ln in lines):
-                return _zero(ex, f"the answer ran out of memory (limit "
-                                 f"{MEMORY_LIMIT_BYTES / 2**30:g} GiB)")
-            return _zero(ex, f"the grading process died (exit {proc.returncode}): {tail[0]}")
-        return json.loads(out.read_text(encoding="utf-8"))
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, OSError):
-        pass
-    try:
-        proc.communicate(timeout=5)
-    except (subprocess.TimeoutExpired, ValueError, OSError):
-        pass
+            box.run(_runnable(source), f"<graded cell {ex.id}>")
+        except SandboxError as exc:
+            if exc.kind == "syntax":
+                return _zero(ex, exc.message.replace(f"in <graded cell {ex.id}>",
+                                                     "in your answer"))
+            raise
+        except NotImplementedError:
+            return _zero(ex, "not answered yet: the cell raises NotImplementedError")
+        except MemoryError:
+            return _zero(ex, f"your cell ran out of memory: an answer may use at most {gib}")
+        except Exception as exc:
+            line = getattr(exc, "remote_line", "")
+            at = line.rsplit(":", 1)[-1] if line.startswith("<graded") else "?"
+            return _zero(ex, f"your cell raised {_short(exc)} (line {at})")
+        if ex.name not in defined_names(source) or not box.has(ex.name):
+            return _zero(ex, f"the graded cell never defines `{ex.name}`: write "
+                             f"`def {ex.name}(...):` in this cell (keep the name the exercise "
+                             "asks for)")
+        return run_checks(ex.id, box.get(ex.name), box=box)
+    except SandboxTimeout as exc:
+        return _zero(ex, f"{exc}: an endless loop, or far too slow")
+    except SandboxDied as exc:
+        return _zero(ex, str(exc))
+    finally:
+        box.close()
 
 
 def stale_file_warning(path: str | Path) -> str | None:
@@ -453,19 +632,17 @@ def stale_file_warning(path: str | Path) -> str | None:
 
 
 def grade_notebook(path: str | Path, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
-    """Grade one exercise notebook; returns ``{"total", "max", "exercises": [...]}``."""
-    import nbformat  # imported here: the grading child process does not need it
-
+    """Grade one exercise notebook; returns ``{"total", "max", "exercises": [...]}``.
+    Raises :class:`GradeError` for a notebook it cannot read."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no notebook at {path}")
+    nb = read_notebook(path)
     stale = stale_file_warning(path)
     if stale:
         print(stale, file=sys.stderr)
-    nb = nbformat.read(path, as_version=4)
-    expected = _checks.for_chapter(chapter_of(path))
+    chapter = chapter_of(path, nb)
+    expected = _checks.for_chapter(chapter)
     if not expected:
-        raise ValueError(f"{path}: chapter {chapter_of(path)} has no graded exercises")
+        raise GradeError(f"{path}: chapter {chapter} has no graded exercises")
     found = {}
     for ex_id, source, setup in graded_cells(nb):
         found.setdefault(ex_id, (source, setup))
@@ -556,11 +733,7 @@ def out_of_step(src: str | Path = "solutions", dst: str | Path = "exercises") ->
 
 def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m embedlab.grading")
-    p.add_argument("--child", nargs=2, metavar=("JOB", "OUT"))
-    args = p.parse_args(argv)
-    if args.child:
-        _child(*args.child)
-        return 0
+    p.parse_args(argv)
     p.error("use `embedlab grade PATH` instead")
     return 2
 

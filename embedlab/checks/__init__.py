@@ -40,6 +40,15 @@ class Exercise:
     #: dotted ``embedlab`` names this exercise's graded cell may use on top of
     #: ``embedlab.grading.ALLOWED_FROM_EMBEDLAB`` (objects the exercise hands to the learner)
     allow: tuple[str, ...] = ()
+    #: modules refused while this answer runs, beyond the package and the reference libraries
+    #: every graded cell is refused (``("heapq",)`` when the exercise is to build the heap)
+    refuse: tuple[str, ...] = ()
+    #: ``(module, attribute)`` pairs refused while this answer runs: the torch losses the
+    #: exercise asks the learner to write (``("torch.nn.functional", "cross_entropy")``)
+    refuse_attrs: tuple[tuple[str, str], ...] = ()
+    #: the package's own implementations of the same thing, as ``"module:qualname"``: an answer
+    #: that shares most of its tokens with one of them is a copy
+    reference: tuple[str, ...] = ()
 
     def check(self, hint: str) -> Callable[[CheckFn], CheckFn]:
         """Decorator: register ``fn(answer)`` as one check of this exercise."""
@@ -124,11 +133,15 @@ def expect_type(value: Any, types: type | tuple, what: str = "the result") -> An
     return value
 
 
-def exercise(id: str, name: str, points: float, allow: tuple[str, ...] = ()) -> Exercise:
+def exercise(id: str, name: str, points: float, allow: tuple[str, ...] = (),
+             refuse: tuple[str, ...] = (), refuse_attrs: tuple[tuple[str, str], ...] = (),
+             reference: tuple[str, ...] = ()) -> Exercise:
     """Declare an exercise. ``id`` is ``"NN.short_name"`` where NN is the chapter number.
 
     ``allow`` names ``embedlab`` objects the graded cell may use besides the utilities on
     ``embedlab.grading.ALLOWED_FROM_EMBEDLAB``; anything else it takes from the package scores 0.
+    ``refuse`` and ``refuse_attrs`` add modules and attributes the grader refuses while this
+    answer runs; ``reference`` names the package's implementations an answer must not copy.
     """
     chapter = id.split(".", 1)[0]
     if "." not in id or not (chapter.isdigit() and len(chapter) == 2):
@@ -137,7 +150,13 @@ def exercise(id: str, name: str, points: float, allow: tuple[str, ...] = ()) -> 
         raise ValueError(f"exercise {id!r} is declared twice")
     if points <= 0:
         raise ValueError(f"exercise {id!r}: points must be positive, got {points}")
-    ex = Exercise(id=id, name=name, points=float(points), allow=tuple(allow))
+    for ref in reference:
+        if ":" not in ref:
+            raise ValueError(f"exercise {id!r}: reference must look like 'module:name', "
+                             f"got {ref!r}")
+    ex = Exercise(id=id, name=name, points=float(points), allow=tuple(allow),
+                  refuse=tuple(refuse), refuse_attrs=tuple(tuple(r) for r in refuse_attrs),
+                  reference=tuple(reference))
     _REGISTRY[id] = ex
     return ex
 
@@ -174,3 +193,69 @@ def for_chapter(chapter: str) -> list[Exercise]:
     """The exercises of chapter ``chapter`` (``"17"``), in id order."""
     _load_chapter(chapter)
     return sorted((e for e in _REGISTRY.values() if e.chapter == chapter), key=lambda e: e.id)
+
+
+# --------------------------------------------------------------------------- across processes
+# Under ``embedlab grade`` the answer is a proxy for an object in another process (see
+# embedlab.sandbox); inside a notebook, ``check()`` hands the checks the object itself. These
+# helpers work in both cases.
+def is_remote(answer: Any) -> bool:
+    """True when ``answer`` lives in the grader's child process."""
+    from embedlab.sandbox import Remote, RemoteMethod
+
+    return isinstance(answer, (Remote, RemoteMethod))
+
+
+def trusted(answer: Any, function: str, *args: Any, **kwargs: Any) -> Any:
+    """Run ``embedlab.sandbox_tools.<function>(*args)`` where the answer lives: in the child
+    process for a proxy (its proxies resolve to the child's objects there), here otherwise."""
+    if is_remote(answer):
+        box = answer._sb_box
+        return box.call(f"embedlab.sandbox_tools:{function}", *args, **kwargs)
+    from embedlab import sandbox_tools
+
+    return getattr(sandbox_tools, function)(*args, **kwargs)
+
+
+def value_and_grads(fn: Any, args: list, grad_args: list[int], weight: Any = None) -> tuple:
+    """``(out, out.requires_grad, [gradients])`` of ``fn(*args)`` with autograd run where ``fn``
+    lives (see :func:`embedlab.sandbox_tools.value_and_grads`)."""
+    return trusted(fn, "value_and_grads", fn, list(args), list(grad_args), weight)
+
+
+def peak_memory(answer: Any, call: Callable[[], Any]) -> tuple[Any, int]:
+    """``(call(), bytes)``: the peak memory ``call`` added where the answer runs. In the child
+    process it is the growth of the peak resident set (``/proc``), read from here, so the answer
+    cannot change it; for a local answer it is ``tracemalloc``'s peak."""
+    if is_remote(answer):
+        box = answer._sb_box
+        box.rss_samples.clear()
+        base = box.rss() or 0
+        reset = box.reset_peak()
+        out = call()
+        samples = list(box.rss_samples)
+        peak = box.peak_rss() if reset else max(samples, default=base)
+        return out, max(0, (peak or base) - base)
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        out = call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
+def sibling(answer: Any, name: str) -> Any:
+    """Another object the graded cell defines (``sift_up`` next to ``k_closest_heap``): from the
+    answer's process under ``embedlab grade``, from the notebook's namespace in ``check()``."""
+    if is_remote(answer):
+        box = answer._sb_box
+        if not box.has(name):
+            raise AssertionError(f"the graded cell does not define `{name}`")
+        return box.get(name)
+    glob = getattr(answer, "__globals__", None)
+    if glob is None or name not in glob:
+        raise AssertionError(f"the graded cell does not define `{name}`")
+    return glob[name]

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from embedlab.checks import exercise
+from embedlab.checks import exercise, trusted
 
 # --------------------------------------------------------------------------- 10.level
 level = exercise("10.level", name="random_level", points=2)
@@ -39,7 +39,7 @@ def _(fn):
 def _(fn):
     rng = np.random.default_rng()
     u = 1.0 - rng.random(40_000)
-    levels = np.array([fn(float(v), 1 / math.log(8)) for v in u])
+    levels = np.array(trusted(fn, "map_call", fn, [(float(v), 1 / math.log(8)) for v in u]))
     assert abs(np.mean(levels >= 1) - 1 / 8) < 0.01
     assert abs(np.mean(levels >= 2) - 1 / 64) < 0.004
 

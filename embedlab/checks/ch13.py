@@ -12,7 +12,7 @@ import copy
 import numpy as np
 import torch
 
-from embedlab.checks import exercise, expect_array, must_raise
+from embedlab.checks import exercise, expect_array, must_raise, value_and_grads
 
 
 def _rng() -> np.random.Generator:
@@ -45,11 +45,16 @@ def _(fn):
 
 @trunc.check("lets gradients flow back to x, and keeps an all-zero prefix finite (no NaN)")
 def _(fn):
-    x = torch.tensor(_rng().normal(size=(4, 6)), requires_grad=True)
-    out = fn(x, 3)
-    assert isinstance(out, torch.Tensor) and out.requires_grad, "no gradient through the result"
-    out[:, 0].sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all()
+    x = torch.tensor(_rng().normal(size=(4, 6)))
+    weight = torch.zeros(4, 3, dtype=torch.float64)
+    weight[:, 0] = 1.0                                   # the gradient of out[:, 0].sum()
+    out, needs_grad, (grad,) = value_and_grads(fn, [x, 3], [0], weight)
+    assert isinstance(out, torch.Tensor) and needs_grad, "no gradient through the result"
+    assert grad is not None and torch.isfinite(grad).all(), "no finite gradient reached x"
+    ref = x.clone().requires_grad_(True)
+    head = ref[:, :3]
+    (head / head.norm(dim=1, keepdim=True))[:, 0].sum().backward()
+    assert torch.allclose(grad, ref.grad, atol=1e-6), "the gradient differs from the formula's"
     z = np.zeros((2, 5))
     z[1, 4] = 1.0
     assert np.all(np.isfinite(np.asarray(fn(z, 3), dtype=np.float64))), "a zero prefix gave NaN"
