@@ -309,7 +309,102 @@ def _load_news(wheel: Path):
     df["source"] = df["source"].astype(str).str.extract(r"https?://(?:www\.)?([^/]+)")[0]
     for col in ("title", "subtitle", "text"):
         df[col] = df[col].fillna("").astype(str)
-    return df[["article_id", "publish_date", "source", "title", "subtitle", "text"]]
+    return _withhold_sealed(df[["article_id", "publish_date", "source", "title", "subtitle",
+                                "text"]])
+
+
+# --------------------------------------------------------------------------- sealed headlines
+# The capstone (chapter 20) is scored on headlines no chapter, exercise or solution has seen:
+# ``select_sealed`` fixes them by a seeded hash of the article id. Outside the capstone scorer,
+# ``load("news")`` withholds them: a sealed article keeps its text (it is part of the corpus every
+# search engine indexes) but its ``title`` and ``subtitle`` read as empty, so every task built on
+# headlines (``embedlab.tasks.news_pairs``) leaves it out.
+N_SEALED = 400
+SEAL_SEED = "embedlab-capstone-sealed-v1"
+#: the first training pairs (in row order) are never sealed: chapters slice their small training
+#: sets and fine-tuning sets from the front of ``tasks.news_split()[0]``, so those keep every pair
+UNSEALED_FRONT = 1_000
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def select_sealed(frame) -> list[int]:
+    """The ``N_SEALED`` sealed article ids of the raw news frame, in their hash order.
+
+    Pairs are made as ``embedlab.tasks.news_pairs`` makes them (non-empty headline and text, no
+    repeated headline or text). A pair can be sealed when it is (1) not one of the 800 held-out
+    pairs of ``embedlab.tasks.news_split`` (the chapters' test set stays whole), (2) not among
+    the first ``UNSEALED_FRONT`` training pairs in row order, and (3) the only row with its
+    headline and the only row with its text (withholding it promotes no duplicate into the
+    pairs). Of those, the ``N_SEALED`` with the smallest ``sha256(SEAL_SEED:article_id)``.
+    """
+    from embedlab.tasks import N_TEST
+
+    df = frame[(frame.title.str.strip() != "") & (frame.text.str.strip() != "")]
+    pairs = df[~df.title.duplicated() & ~df.text.duplicated()]
+    key = pairs.article_id.astype(str).map(_sha).to_numpy()
+    test = np.zeros(len(pairs), dtype=bool)
+    test[np.argsort(key, kind="stable")[:N_TEST]] = True
+    train = pairs[~test].iloc[UNSEALED_FRONT:]
+    unique = (~frame.title.duplicated(keep=False)) & (~frame.text.duplicated(keep=False))
+    train = train[unique.loc[train.index].to_numpy()]
+    seeded = train.article_id.astype(str).map(lambda s: _sha(f"{SEAL_SEED}:{s}")).to_numpy()
+    order = np.argsort(seeded, kind="stable")[:N_SEALED]
+    return [int(i) for i in train.article_id.to_numpy()[order]]
+
+class SealedError(PermissionError):
+    """A sealed capstone headline was asked for outside the capstone scorer."""
+
+
+_SEAL_OPEN = [0]            # > 0 only while embedlab.capstone's scorer reads its queries
+_SEALED_IDS: list[tuple[int, ...]] = []
+
+
+def _seal_is_open() -> bool:
+    return _SEAL_OPEN[0] > 0
+
+
+class _open_seal:  # noqa: N801 - a context manager used like a function
+    """Inside ``with data._open_seal():`` ``load("news")`` returns the sealed headlines too.
+    Only the capstone scorer (``embedlab.capstone``) opens it; a test checks that nothing else
+    does."""
+
+    def __enter__(self) -> None:
+        _SEAL_OPEN[0] += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _SEAL_OPEN[0] -= 1
+
+
+def _withhold_sealed(df):
+    ids = tuple(select_sealed(df))
+    _SEALED_IDS[:] = [ids]
+    if _seal_is_open():
+        return df
+    hide = df["article_id"].isin(ids).to_numpy()
+    df.loc[hide, ["title", "subtitle"]] = ""
+    return df
+
+
+def sealed_ids() -> tuple[int, ...]:
+    """The article ids whose headlines are sealed for the capstone, in their hash order (the
+    ids and the articles' texts are public; the headlines are not)."""
+    if not _SEALED_IDS:
+        load("news")
+    return _SEALED_IDS[0]
+
+
+def refuse_sealed(article_ids: object, what: str = "article_ids") -> None:
+    """Raise ``SealedError`` when any of ``article_ids`` is sealed and the seal is closed."""
+    if _seal_is_open():
+        return
+    asked = {int(i) for i in np.asarray(article_ids).ravel()}
+    hit = sorted(asked & set(sealed_ids()))
+    if hit:
+        raise SealedError(f"{what} holds {len(hit)} sealed capstone article(s) (e.g. {hit[0]}): "
+                          "their headlines are read only by `embedlab capstone score`")
 
 
 def _load_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
