@@ -32,8 +32,12 @@ words.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from embedlab.stats import Interval
 
 __all__ = [
     "as_vectors",
@@ -48,6 +52,8 @@ __all__ = [
     "lookup",
     "WordIndex",
     "UnknownWordError",
+    "common_pairs",
+    "spearman_difference",
 ]
 
 
@@ -342,3 +348,71 @@ def lookup(vectors: object, words: Sequence[str] | None, items: Sequence[str]) -
     """The rows of ``items`` (a list of words) as an (len(items), d) matrix."""
     wi = _as_index(vectors, words)
     return wi.vectors[[wi.index(w) for w in items]]
+
+
+# --------------------------------------------------------------------------- comparing two models
+def common_pairs(pairs: Sequence[Sequence], *vocabularies: Sequence[str]) -> list[tuple]:
+    """The rated word pairs ``(w1, w2, score)`` whose two words every vocabulary knows.
+
+    Words are matched case-insensitively, as ``embedlab.evaluation.similarity_spearman`` matches
+    them, so two models scored on the returned pairs are scored on the same pairs.
+    """
+    if not vocabularies:
+        raise ValueError("common_pairs needs at least one vocabulary")
+    known = [{w.upper() for w in vocab} for vocab in vocabularies]
+    out = []
+    for j, p in enumerate(pairs):
+        if isinstance(p, str) or len(p) != 3:
+            raise ValueError(f"pairs[{j}] must be (word1, word2, score), got {p!r}")
+        if all(str(p[0]).upper() in k and str(p[1]).upper() in k for k in known):
+            out.append(tuple(p))
+    return out
+
+
+def _ranks_rows(x: np.ndarray) -> np.ndarray:
+    """Ranks along each row, ties sharing their average rank."""
+    from scipy.stats import rankdata
+
+    return rankdata(x, axis=-1)
+
+
+def _spearman_rows(h: np.ndarray, m: np.ndarray) -> np.ndarray:
+    rh, rm = _ranks_rows(h), _ranks_rows(m)
+    rh = rh - rh.mean(axis=-1, keepdims=True)
+    rm = rm - rm.mean(axis=-1, keepdims=True)
+    denom = np.sqrt((rh * rh).sum(-1) * (rm * rm).sum(-1))
+    return (rh * rm).sum(-1) / np.where(denom == 0, np.nan, denom)
+
+
+def spearman_difference(human: object, model_a: object, model_b: object, *, n_boot: int = 2000,
+                        level: float = 0.95, seed: int = 0) -> Interval:
+    """Spearman(human, model_a) - Spearman(human, model_b) on the same rated pairs, with a
+    paired percentile-bootstrap interval.
+
+    The pairs are resampled with replacement, the same resample for both models, and the two
+    correlations recomputed on each (Efron and Tibshirani 1993, ch. 16): the interval says how
+    much of a difference in rho the choice of pairs alone could make. ``human``, ``model_a``,
+    ``model_b`` are 1-D arrays over the same pairs (the human ratings and each model's cosines,
+    ``embedlab.evaluation.pair_scores`` on :func:`common_pairs`).
+    """
+    from embedlab.stats import Interval
+
+    h = as_vectors(human, "human", ndim=1).astype(np.float64)
+    a = as_vectors(model_a, "model_a", ndim=1).astype(np.float64)
+    b = as_vectors(model_b, "model_b", ndim=1).astype(np.float64)
+    if not len(h) == len(a) == len(b):
+        raise ValueError(f"human, model_a and model_b must score the same pairs, got lengths "
+                         f"{len(h)}, {len(a)} and {len(b)}")
+    if len(h) < 3:
+        raise ValueError(f"spearman_difference needs at least 3 pairs, got {len(h)}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 100:
+        raise ValueError(f"n_boot must be an int >= 100, got {n_boot!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    estimate = float(_spearman_rows(h, a) - _spearman_rows(h, b))
+    idx = np.random.default_rng(seed).integers(0, len(h), size=(int(n_boot), len(h)))
+    diffs = _spearman_rows(h[idx], a[idx]) - _spearman_rows(h[idx], b[idx])
+    diffs = diffs[np.isfinite(diffs)]
+    q = (1.0 - level) / 2.0
+    lo, hi = np.quantile(diffs, [q, 1.0 - q])
+    return Interval(estimate, float(lo), float(hi), level, len(h))

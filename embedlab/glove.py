@@ -31,7 +31,13 @@ import scipy.sparse as sp
 from numba import njit
 
 from embedlab.text import build_vocab
-from embedlab.word2vec import KeyedVectorsMixin, _check_int, _check_sentences, corpus_ids
+from embedlab.word2vec import (
+    KeyedVectorsMixin,
+    _check_int,
+    _check_sentences,
+    corpus_ids,
+    progress,
+)
 
 __all__ = ["GloVe", "cooccurrence_matrix", "glove_weight", "glove_loss"]
 
@@ -255,9 +261,7 @@ class GloVe(KeyedVectorsMixin):
         self.loss_history = []
         epochs = range(self.epochs)
         if self.progress:
-            from tqdm.auto import tqdm
-
-            epochs = tqdm(epochs, desc="glove", unit="epoch")
+            epochs = progress(epochs, desc="glove", unit="epoch")
         for _ in epochs:
             order = rng.permutation(len(x))  # shuffled copies: the loop then reads in order
             loss = _adagrad_epoch(rows[order], cols[order], logx[order], fx[order], self.W,

@@ -33,7 +33,9 @@ so one thread is deterministic for a given ``seed`` and the window sizes are uni
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -42,7 +44,7 @@ from embedlab.text import build_vocab
 
 __all__ = ["Word2Vec", "UnknownWordError", "keep_probability", "noise_distribution",
            "noise_cum_table", "sgns_loss", "sgd_pair_step", "draw_noise", "corpus_ids",
-           "KeyedVectorsMixin"]
+           "KeyedVectorsMixin", "progress", "window_examples", "plot_window_examples"]
 
 _LCG_MUL = np.uint64(25214903917)
 _LCG_ADD = np.uint64(11)
@@ -293,6 +295,19 @@ def draw_noise(cum_table: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.array([_draw_noise(cum_table, state) for _ in range(n)], dtype=np.int64)
 
 
+def progress(iterable: Iterable, **kwargs: Any) -> Iterable:
+    """A ``tqdm.auto`` bar over ``iterable`` that stays quiet when ``TQDM_DISABLE`` is set.
+
+    tqdm reads ``TQDM_DISABLE`` for its console bar, but its notebook bar passes
+    ``disable=False`` explicitly and draws anyway; an executed build (papermill, nbval) would
+    then keep a frozen bar in its output. Keyword arguments go to ``tqdm``.
+    """
+    from tqdm.auto import tqdm
+
+    quiet = os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
+    return tqdm(iterable, disable=quiet or kwargs.pop("disable", False), **kwargs)
+
+
 # --------------------------------------------------------------------------- shared lookups
 class KeyedVectorsMixin:
     """Word lookups shared by Word2Vec and GloVe: ``vectors``, ``index_to_key``,
@@ -456,9 +471,7 @@ class Word2Vec(KeyedVectorsMixin):
         steps = [(e, int(bounds[c]), int(bounds[c + 1])) for e in range(self.epochs)
                  for c in range(len(bounds) - 1)]
         if self.progress:
-            from tqdm.auto import tqdm
-
-            steps = tqdm(steps, desc="sg" if self.sg else "cbow", unit="chunk")
+            steps = progress(steps, desc="sg" if self.sg else "cbow", unit="chunk")
         for _, s0, s1 in steps:
             done += _train_chunk(ids, starts, s0, s1, self.vectors, self.syn1neg, keep_int,
                                  cum_table, self.window, self.negative, self.sg, self.alpha,
@@ -468,3 +481,90 @@ class Word2Vec(KeyedVectorsMixin):
                 self.loss_history.append(float(out[0] / out[1]))
         self.words_seen = done
         return self
+
+
+# --------------------------------------------------------------------------- pictures
+def window_examples(tokens: Sequence[str], centre: int, b: int, noise: Sequence[str],
+                    negative: int = 2) -> dict[str, list[tuple[Any, str, int]]]:
+    """The labelled training examples that one centre position of a sentence gives.
+
+    The context is every token within ``b`` positions of ``tokens[centre]`` (the window that
+    position drew). Each true example takes the next ``negative`` words of ``noise`` as its
+    noise examples (in training they are drawn from the unigram^0.75 distribution):
+
+    * ``"skip-gram"``: ``(centre word, context word, 1)`` for each context word, each followed by
+      ``(centre word, noise word, 0)`` (the paper's reading: the centre predicts its context);
+    * ``"cbow"``: ``(tuple of the context words, centre word, 1)`` then
+      ``(tuple of the context words, noise word, 0)``: the context together predicts the centre.
+    """
+    if isinstance(tokens, str) or not all(isinstance(t, str) for t in tokens):
+        raise TypeError("tokens must be a list of str")
+    n = len(tokens)
+    centre = _check_int("centre", centre, 0)
+    if centre >= n:
+        raise ValueError(f"centre must be a position in 0..{n - 1}, got {centre}")
+    b = _check_int("b", b, 1)
+    negative = _check_int("negative", negative, 0)
+    context = [tokens[j] for j in range(max(0, centre - b), min(n, centre + b + 1)) if j != centre]
+    need = negative * (len(context) + 1)
+    if isinstance(noise, str) or len(noise) < need:
+        raise ValueError(f"noise must hold at least negative x (contexts + 1) = {need} words, "
+                         f"got {0 if isinstance(noise, str) else len(noise)}")
+    draws = iter(noise)
+    word = tokens[centre]
+    sg: list[tuple[Any, str, int]] = []
+    for c in context:
+        sg.append((word, c, 1))
+        sg.extend((word, next(draws), 0) for _ in range(negative))
+    ctx = tuple(context)
+    cbow: list[tuple[Any, str, int]] = [(ctx, word, 1)]
+    cbow.extend((ctx, next(draws), 0) for _ in range(negative))
+    return {"skip-gram": sg, "cbow": cbow}
+
+
+def plot_window_examples(tokens: Sequence[str], centre: int, b: int,
+                         examples: dict[str, list[tuple[Any, str, int]]], ax: Any = None) -> Any:
+    """Draw a sentence with its centre and window on top, and under it the labelled examples of
+    :func:`window_examples` (skip-gram on the left, CBOW on the right). Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 5.2))
+    n = len(tokens)
+    colours = {"centre": "tab:red", "context": "tab:blue", "outside": "lightgray",
+               "noise": "tab:gray"}
+    for j, t in enumerate(tokens):
+        kind = ("centre" if j == centre else "context" if abs(j - centre) <= b else "outside")
+        ax.text(j, 0, t, ha="center", va="center", fontsize=10,
+                color="white" if kind != "outside" else "black",
+                bbox={"boxstyle": "round", "facecolor": colours[kind], "edgecolor": "none"})
+    lo, hi = max(0, centre - b) - 0.45, min(n - 1, centre + b) + 0.45
+    ax.annotate("", xy=(lo, 0.55), xytext=(hi, 0.55),
+                arrowprops={"arrowstyle": "<->", "color": "tab:blue"})
+    ax.text(centre, 0.8, f"window b = {b}", ha="center", color="tab:blue")
+
+    def row(x: float, y: float, inp: Any, target: str, label: int) -> None:
+        shown = f"mean({', '.join(inp)})" if isinstance(inp, tuple) else inp
+        ax.text(x, y, f"{shown}  ->  {target}", ha="left", va="center", fontsize=9,
+                color=colours["context" if label else "noise"])
+        ax.text(x - 0.3, y, str(label), ha="right", va="center", fontsize=9, fontweight="bold",
+                color=colours["context" if label else "noise"])
+
+    ax.text(0, -0.9, "skip-gram: label, input -> target", fontweight="bold")
+    for k, ex in enumerate(examples["skip-gram"]):
+        row(0.3, -1.4 - 0.42 * k, *ex)
+    half = n / 2
+    ax.text(half, -0.9, "CBOW: label, inputs -> target", fontweight="bold")
+    for k, ex in enumerate(examples["cbow"]):
+        row(half + 0.3, -1.4 - 0.42 * k, *ex)
+    rows = max(len(examples["skip-gram"]), len(examples["cbow"]))
+    ax.set(xlim=(-0.8, n - 0.2), ylim=(-1.6 - 0.42 * rows, 1.2), yticks=[],
+           xticks=range(n), xlabel="position in the sentence",
+           ylabel="training examples, label 1 = true, 0 = noise",
+           title=f"One centre word, '{tokens[centre]}', and the examples its window gives")
+    ax.legend(handles=[Patch(color=c, label=k) for k, c in colours.items()], loc="lower right",
+              fontsize=8, ncol=2, title="word's role")
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    return ax.figure

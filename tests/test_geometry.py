@@ -8,6 +8,7 @@ from embedlab.geometry import (
     WordIndex,
     analogy,
     as_vectors,
+    common_pairs,
     cosine,
     cosine_matrix,
     dot,
@@ -16,6 +17,7 @@ from embedlab.geometry import (
     most_similar,
     normalize,
     pca_project,
+    spearman_difference,
 )
 
 
@@ -210,3 +212,47 @@ def test_glove_neighbours_agree_with_gensim(glove):
 def test_lookup_returns_rows_in_order(glove):
     m = lookup(glove, None, ["queen", "king"])
     np.testing.assert_array_equal(m, np.stack([glove["queen"], glove["king"]]))
+
+
+# --------------------------------------------------------------------------- comparing two models
+def test_common_pairs_keeps_pairs_every_vocabulary_knows():
+    pairs = [("Cat", "dog", 7.0), ("cat", "car", 2.0), ("sun", "moon", 6.0)]
+    assert common_pairs(pairs, ["cat", "dog", "car"], ["CAT", "DOG", "sun"]) == [pairs[0]]
+    assert common_pairs(pairs, ["cat", "dog", "car", "sun", "moon"]) == pairs
+    with pytest.raises(ValueError, match="vocabulary"):
+        common_pairs(pairs)
+    with pytest.raises(ValueError, match=r"pairs\[0\]"):
+        common_pairs([("cat", "dog")], ["cat"])
+
+
+def test_spearman_difference_matches_scipy_and_brackets_it():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    human = rng.normal(size=300).round(1)                      # ties, as human ratings have
+    good = human + rng.normal(scale=0.5, size=300)
+    poor = human + rng.normal(scale=3.0, size=300)
+    iv = spearman_difference(human, good, poor, n_boot=500, seed=1)
+    expected = spearmanr(human, good).statistic - spearmanr(human, poor).statistic
+    assert iv.estimate == pytest.approx(expected, abs=1e-12)
+    assert iv.lo < iv.estimate < iv.hi and iv.lo > 0 and iv.n == 300
+    same = spearman_difference(human, good, good, n_boot=200)
+    assert same.estimate == 0 and same.lo == 0 and same.hi == 0
+    noise = spearman_difference(human, good, good + rng.normal(scale=0.01, size=300),
+                                n_boot=500)
+    assert noise.lo <= 0 <= noise.hi
+    assert spearman_difference(human, good, poor, n_boot=500, seed=1) == iv   # seeded
+
+
+def test_spearman_difference_rejects_bad_input():
+    x = np.arange(10.0)
+    with pytest.raises(ValueError, match="same pairs"):
+        spearman_difference(x, x, x[:5])
+    with pytest.raises(ValueError, match="at least 3"):
+        spearman_difference(x[:2], x[:2], x[:2])
+    with pytest.raises(ValueError, match="n_boot"):
+        spearman_difference(x, x, x, n_boot=10)
+    with pytest.raises(ValueError, match="level"):
+        spearman_difference(x, x, x, level=1.5)
+    with pytest.raises(ValueError, match="NaN"):
+        spearman_difference(x, x, np.r_[x[:-1], np.nan])

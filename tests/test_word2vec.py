@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -228,3 +230,65 @@ def test_effective_windows_are_uniform_in_training(window, sg):
     tilted = counts.astype(float).copy()
     tilted[0] *= 1.3
     assert chisquare(tilted, tilted.sum() / len(tilted) * np.ones(len(tilted))).pvalue < 1e-3
+
+
+# --------------------------------------------------------------------------- pictures
+def test_window_examples_for_one_centre():
+    from embedlab.word2vec import window_examples
+
+    toy = "the central bank raised interest rates again".split()
+    noise = [f"n{i}" for i in range(20)]
+    ex = window_examples(toy, centre=3, b=2, noise=noise, negative=2)
+    sg, cbow = ex["skip-gram"], ex["cbow"]
+    assert [e for e in sg if e[2] == 1] == [("raised", w, 1)
+                                             for w in ("central", "bank", "interest", "rates")]
+    assert len(sg) == 4 * 3 and sum(e[2] == 0 for e in sg) == 8
+    assert sg[1] == ("raised", "n0", 0) and sg[2] == ("raised", "n1", 0)
+    assert cbow[0] == (("central", "bank", "interest", "rates"), "raised", 1)
+    assert [e[1] for e in cbow[1:]] == ["n8", "n9"] and all(e[2] == 0 for e in cbow[1:])
+    # the window stops at the sentence's ends
+    edge = window_examples(toy, centre=0, b=3, noise=noise, negative=0)
+    assert [e[1] for e in edge["skip-gram"]] == ["central", "bank", "raised"]
+
+
+def test_window_examples_rejects_bad_input():
+    from embedlab.word2vec import window_examples
+
+    toy = ["a", "b", "c"]
+    with pytest.raises(ValueError, match="centre"):
+        window_examples(toy, centre=3, b=1, noise=["x"] * 10)
+    with pytest.raises(ValueError, match="b must"):
+        window_examples(toy, centre=1, b=0, noise=["x"] * 10)
+    with pytest.raises(ValueError, match="noise must hold at least"):
+        window_examples(toy, centre=1, b=1, noise=["x"], negative=2)
+    with pytest.raises(TypeError, match="tokens"):
+        window_examples("a b c", centre=1, b=1, noise=[])
+
+
+def test_plot_window_examples_draws_the_sentence_and_every_example():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from embedlab.word2vec import plot_window_examples, window_examples
+
+    toy = "the central bank raised interest rates".split()
+    ex = window_examples(toy, centre=2, b=1, noise=[f"n{i}" for i in range(10)], negative=1)
+    fig = plot_window_examples(toy, 2, 1, ex)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert all(t in texts for t in toy)
+    assert sum("  ->  " in t for t in texts) == len(ex["skip-gram"]) + len(ex["cbow"])
+    assert "bank" in ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    assert ax.get_legend() is not None
+
+
+def test_progress_is_quiet_under_tqdm_disable(monkeypatch):
+    from embedlab.word2vec import progress
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    bar = progress(range(3), desc="x")
+    assert bar.disable and list(bar) == [0, 1, 2]
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    with open(os.devnull, "w") as sink:
+        bar = progress(range(3), desc="x", file=sink)
+        assert not bar.disable and list(bar) == [0, 1, 2]
