@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,13 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 
 
 # =========================================================================== comparing answers
+def _quiet(progress: bool) -> bool:
+    """True when a progress bar must stay hidden: ``progress`` is False, or ``$TQDM_DISABLE`` is
+    set (executed builds set it; tqdm's notebook bar ignores it once ``disable=`` is passed)."""
+    env = os.environ.get("TQDM_DISABLE", "").strip().lower()
+    return (not progress) or env not in ("", "0", "false", "no")
+
+
 def _ids_2d(x: object, name: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 2:
@@ -443,7 +451,7 @@ class Backfill:
 
         n = 0
         with tqdm(total=len(self.ids), initial=self.cursor, desc=f"backfill {self.target.name}",
-                  disable=not progress, leave=False) as bar:
+                  disable=_quiet(progress), leave=False) as bar:
             while not self.done and (max_batches is None or n < max_batches):
                 bar.update(self.step())
                 n += 1
@@ -560,7 +568,8 @@ def simulate_migration(doc_texts: Sequence[str], queries: Sequence[int],
     cut_tick, log = None, []
     from tqdm.auto import tqdm
 
-    for t in tqdm(range(len(queries)), desc="query stream", disable=not progress, leave=False):
+    for t in tqdm(range(len(queries)), desc="query stream", disable=_quiet(progress),
+                  leave=False):
         if t == start_at:
             mig.start(VectorCollection("docs_v2", q2_all.shape[1], "v2"), embed_v2)
             backfill = Backfill(store, mig.new, embed_v2, ckpt, batch_size)

@@ -276,3 +276,12 @@ def test_window_spans_are_the_chunker_windows() -> None:
         F.window_spans(100, 10, 10)
     with pytest.raises(TypeError, match="size"):
         F.window_spans(100, 10.0, 2)
+
+
+def test_progress_bars_stay_quiet_in_executed_builds(monkeypatch) -> None:
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert F._quiet(True) and F._quiet(False)
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    assert not F._quiet(True) and F._quiet(False)
+    monkeypatch.delenv("TQDM_DISABLE")
+    assert not F._quiet(True)
