@@ -300,14 +300,22 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "ks": [1, 10, 100, 1_000, 10_000], "timing_repeats": 7},
     },
     "18": {
-        # n_points/dim: random vectors of the cosine and heap checks; n_eval/max_chars: the news
+        # n_points/dim: random vectors of the cosine and heap checks; ann_base/ann_queries: the
+        # GloVe sample whose recall curves feed recommend() (nlist lists, pq_m sub-quantisers of
+        # 8 bits, HNSW with M links, swept over nprobes and efs); n_eval/max_chars: the news
         # pairs of the truncation check (MiniLM, cached); mrl_dims: prefixes checked;
         # grade: the exercise notebooks graded at the end ("all" = every chapter's).
-        "ci": {"n_points": 2_000, "dim": 64, "n_eval": 200, "max_chars": 500,
+        "ci": {"n_points": 2_000, "dim": 64, "ann_base": 2_000, "ann_queries": 100,
+               "nlist": 32, "pq_m": 10, "M": 16, "nprobes": [1, 2, 4, 8, 16, 32],
+               "efs": [10, 20, 40, 80, 160], "n_eval": 200, "max_chars": 500,
                "mrl_dims": [384, 192, 96, 48, 24], "grade": ["18"]},
-        "standard": {"n_points": 100_000, "dim": 384, "n_eval": 800, "max_chars": 1_000,
+        "standard": {"n_points": 100_000, "dim": 384, "ann_base": 10_000, "ann_queries": 200,
+                     "nlist": 64, "pq_m": 10, "M": 16, "nprobes": [1, 2, 4, 8, 16, 32, 64],
+                     "efs": [10, 20, 40, 80, 160], "n_eval": 800, "max_chars": 1_000,
                      "mrl_dims": [384, 192, 96, 48, 24], "grade": ["14", "15", "17", "18"]},
-        "full": {"n_points": 1_000_000, "dim": 384, "n_eval": 800, "max_chars": None,
+        "full": {"n_points": 1_000_000, "dim": 384, "ann_base": 50_000, "ann_queries": 500,
+                 "nlist": 128, "pq_m": 10, "M": 16, "nprobes": [1, 2, 4, 8, 16, 32, 64, 128],
+                 "efs": [10, 20, 40, 80, 160, 320], "n_eval": 800, "max_chars": None,
                  "mrl_dims": [384, 256, 192, 128, 96, 64, 48, 24], "grade": "all"},
     },
     "19": {
@@ -327,6 +335,23 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "n_queries": 1_000, "overhead_tasks": 50, "payload_mb": 64, "nlist": 128,
                  "m": 16, "nbits": 8, "nprobe": 16, "k": 10, "latency_queries": 200,
                  "model_vectors": 1_000_000},
+    },
+    "20": {
+        # the budget: max_bytes_per_vector (index bytes per document, ids excluded), max_p99_ms
+        # (single-query latency, thread CPU time, one thread), max_build_s (notebook start to
+        # built index, wall seconds, build_threads threads, empty data cache); the task:
+        # n_corpus articles indexed (None = every article with a text), n_dev public and
+        # n_sealed sealed queries, k results per query (recall@k); timeout_s/memory_gb: the
+        # scorer's child process; max_chars: articles cut for MiniLM (baselines and solution)
+        "ci": {"max_bytes_per_vector": 64, "max_p99_ms": 5.0, "max_build_s": 60,
+               "n_corpus": 300, "n_dev": 60, "n_sealed": 40, "k": 100, "timeout_s": 240,
+               "memory_gb": 8, "build_threads": 2, "max_chars": 300},
+        "standard": {"max_bytes_per_vector": 64, "max_p99_ms": 5.0, "max_build_s": 180,
+                     "n_corpus": None, "n_dev": 800, "n_sealed": 400, "k": 100,
+                     "timeout_s": 900, "memory_gb": 8, "build_threads": 2, "max_chars": 500},
+        "full": {"max_bytes_per_vector": 64, "max_p99_ms": 5.0, "max_build_s": 180,
+                 "n_corpus": None, "n_dev": 800, "n_sealed": 400, "k": 100, "timeout_s": 900,
+                 "memory_gb": 8, "build_threads": 2, "max_chars": 500},
     },
 }
 

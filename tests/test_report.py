@@ -1,7 +1,10 @@
-"""claim() and the claims ledger: a verdict printed, recorded, warned or raised; every CLAIMS.md
-item has a row, every listed claim id is stated somewhere."""
+"""claim() and the ledger: a claim's verdict printed, recorded, warned or raised; the ledger's
+thirty rows, each verdict computed from planted records (holds, fails, partly, not measurable,
+not run), and every id the ledger reads recorded by a chapter or listed as needed."""
 
+import ast
 import json
+import os
 import re
 from pathlib import Path
 
@@ -11,64 +14,217 @@ import pytest
 from embedlab import report
 
 ROOT = Path(__file__).resolve().parent.parent
-CLAIM_CALL = re.compile(r"""claim\(\s*f?["']([a-z0-9_.]+)["']""")
 
 
-def stated_claim_ids() -> dict[str, str]:
-    """``{claim id: notebook}`` for every ``claim("id", ...)`` in the teaching notebooks."""
-    out = {}
+def _notebook_ids() -> tuple[set[str], list[re.Pattern]]:
+    """Ids every teaching notebook passes to ``record``/``claim``: literal ones, and f-string ids
+    as patterns (``f"ch06.{key}"`` -> ``ch06\\..+``)."""
+    literal, patterns = set(), []
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
-            if cell.cell_type == "code":
-                for cid in CLAIM_CALL.findall(cell.source):
-                    out[cid] = path.name
+            if cell.cell_type != "code":
+                continue
+            for m in ID_CALL.finditer(cell.source):
+                prefix, rid = m.group(1), m.group(2)
+                if prefix or "{" in rid:
+                    patterns.append(re.compile(re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(rid))
+                                               + "$"))
+                else:
+                    literal.add(rid)
+    return literal, patterns
+
+
+ID_CALL = re.compile(r"""\b(?:record|claim)\(\s*(f?)["']([^"']+)["']""")
+
+
+def _ledger_reads() -> list[tuple[str, ...]]:
+    """The id groups (an id and its aliases) the ledger's item functions read, from the source."""
+    tree = ast.parse(Path(report.__file__).read_text(encoding="utf-8"))
+    out = []
+    for n in ast.walk(tree):
+        if (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                and n.func.attr in ("record", "claim") and isinstance(n.func.value, ast.Name)
+                and n.func.value.id == "ev"):
+            out.append(tuple(a.value for a in n.args if isinstance(a, ast.Constant)))
     return out
 
 
-def test_ledger_covers_every_item_of_the_claims_list() -> None:
-    assert sorted(report.LEDGER) == list(range(1, 31))
-    for item, (chapter, ids, text) in report.LEDGER.items():
-        assert re.fullmatch(r"\d\d", chapter) and text, item
-        assert all(re.fullmatch(r"(ch)?\d\d\.[a-z0-9_]+", i) for i in ids), item
-
-
-def test_every_ledger_claim_id_is_stated_by_a_notebook() -> None:
-    stated = stated_claim_ids()
-    missing = [(item, i) for item, (_, ids, _) in report.LEDGER.items() for i in ids
-               if i not in stated]
-    assert not missing, f"ledger ids no notebook states: {missing}"
-    # and each id is stated in the chapter the ledger names (or in chapter 18, the review)
-    for item, (chapter, ids, _) in report.LEDGER.items():
-        for i in ids:
-            own = re.match(r"(?:ch)?(\d\d)\.", i).group(1)
-            assert stated[i][:2] in (chapter, "18") and stated[i][:2] == own, (item, i, stated[i])
-
-
-def test_rows_say_not_run_when_nothing_was_recorded() -> None:
-    rows = report.ledger_rows({})
-    assert len(rows) == 30
+def test_the_ledger_has_the_thirty_items() -> None:
+    rows = report.ledger({}, {})
+    assert [r["item"] for r in rows] == list(range(1, 31))
     for r in rows:
-        ids = report.LEDGER[r["item"]][1]
-        assert r["verdict"] == (report.NOT_RUN if ids else
-                                report.NOT_CHECKED.format(chapter=r["chapter"]))
+        assert {"item", "session", "verdict", "figures", "evidence"} <= set(r)
+        assert re.fullmatch(r"\d\d", r["chapter"]) and len(r["session"]) > 20
+        assert r["verdict"] in report.VERDICTS
 
 
-def test_rows_take_verdicts_from_the_course_records(tmp_path, monkeypatch) -> None:
-    first = tmp_path / "01_geometry_of_meaning.records.jsonl"
-    first.write_text(json.dumps({"claim": "ch01.cos_example_model_dependent", "text": "measured",
-                                 "holds": True}) + "\n" + json.dumps(
-        {"claim": "ch01.king_minus_man_plus_woman", "text": "wrong", "holds": False}) + "\n")
+def test_every_id_the_ledger_reads_is_recorded_by_a_chapter_or_listed_as_needed() -> None:
+    literal, patterns = _notebook_ids()
+    reads = _ledger_reads()
+    assert len(reads) > 40
+    written = [g for g in reads if any(i in literal or any(p.match(i) for p in patterns)
+                                       for i in g)]
+    unwritten = {g[0] for g in reads if g not in written}
+    assert unwritten <= set(report.NEEDED), (
+        f"the ledger reads ids no notebook writes and NEEDED does not list: "
+        f"{sorted(unwritten - set(report.NEEDED))}")
+    stale = [i for i in report.NEEDED if i in literal or any(p.match(i) for p in patterns)]
+    assert not stale, f"NEEDED lists ids a notebook now records: {stale} (remove them)"
+    assert set(report.NEEDED) <= {g[0] for g in reads}, "NEEDED lists ids the ledger never reads"
+
+
+def test_needs_markdown_names_each_needed_record_and_its_chapter() -> None:
+    text = report.needs_markdown()
+    for rid, (chapter, _) in report.NEEDED.items():
+        assert f"**chapter {chapter}**, `{rid}`" in text
+
+
+def test_with_no_records_every_item_reads_not_run() -> None:
+    rows = report.ledger({}, {})
+    assert {r["verdict"] for r in rows} == {report.NOT_RUN}
+    assert all(r["missing"] for r in rows)
+
+
+def _row(records: dict, claims: dict | None = None, item: int = 0) -> dict:
+    rows = {r["item"]: r for r in report.ledger(records, claims or {})}
+    return rows[item]
+
+
+COS = {"ch01.cos_king_queen": 0.92, "ch01.cos_king_banana": 0.05}
+
+
+def test_item_2_holds_fails_or_is_partly_on_planted_cosines() -> None:
+    assert _row(COS, item=2)["verdict"] == report.HOLDS
+    r = _row({"ch01.cos_king_queen": 0.7839, "ch01.cos_king_banana": 0.2207}, item=2)
+    assert r["verdict"] == report.FAILS
+    assert r["figures"]["cos(king, queen), GloVe 6B 50d"] == 0.7839
+    assert r["evidence"] == ["ch01.cos_king_queen", "ch01.cos_king_banana"]
+    assert "0.78" in r["reason"] and "0.22" in r["reason"]
+    assert _row({"ch01.cos_king_queen": 0.9, "ch01.cos_king_banana": 0.3}, item=2)["verdict"] \
+        == report.PARTLY
+
+
+MATRYOSHKA = {"fine-tuned, Matryoshka 384": 0.80, "fine-tuned, InfoNCE 384": 0.80,
+              "MiniLM frozen 384": 0.78, "MiniLM frozen 64": 0.70}
+
+
+def _mrl(loss_mrl: float, loss_plain: float, funnel: float = 1.0) -> dict:
+    n = dict(MATRYOSHKA, **{"fine-tuned, Matryoshka 64": 0.80 - loss_mrl,
+                            "fine-tuned, InfoNCE 64": 0.80 - loss_plain})
+    return {"ch13.minilm_ndcg10_by_dims": n,
+            "ch13.funnel_of_full_recall10": {"funnel 48 -> 384, s=100": funnel}}
+
+
+def test_item_23_negligible_loss_is_a_threshold_on_the_measured_loss() -> None:
+    assert _row(_mrl(0.005, 0.05), item=23)["verdict"] == report.HOLDS
+    r = _row(_mrl(0.06, 0.08), item=23)       # Matryoshka helps, but 0.06 is not negligible
+    assert r["verdict"] == report.PARTLY
+    assert r["figures"]["nDCG@10 lost (Matryoshka, plain)"] == pytest.approx([0.06, 0.08])
+    assert _row(_mrl(0.08, 0.06, funnel=0.9), item=23)["verdict"] == report.FAILS
+
+
+def test_item_17_counts_the_ids_an_index_stores() -> None:
+    r = _row({"ch09.adc_recall10_glove": 0.45}, item=17)
+    assert r["verdict"] == report.PARTLY      # 128 B holds, lossy holds, 32x is about 30x
+    ratio = r["figures"]["4096 B / bytes per vector"]
+    assert 29 < ratio < 31
+    assert _row({"ch09.adc_recall10_glove": 1.0}, item=17)["verdict"] == report.PARTLY
+
+
+IVF_HNSW = {"dataset": "glove", "n": 20000, "dim": 50, "k": 10, "mode": "batch", "threads": 1,
+            "blas": "matched", "recall_level": 0.9, "raw_bytes_per_vector": 200.0,
+            "ivf": {"bytes_per_vector": 210.0, "best_recall": 1.0, "qps_at_level": 2000.0,
+                    "params_at_level": {"nprobe": 8}, "qps_spread": None},
+            "hnsw": {"bytes_per_vector": 340.0, "best_recall": 1.0, "qps_at_level": 6000.0,
+                     "params_at_level": {"ef": 40}, "qps_spread": None}}
+
+
+def test_item_16_reads_memory_speed_and_recall_side_by_side() -> None:
+    assert _row({"ch11.ivf_vs_hnsw": IVF_HNSW}, item=16)["verdict"] == report.HOLDS
+    fast = json.loads(json.dumps(IVF_HNSW))
+    fast["ivf"]["qps_at_level"] = 9000.0      # IVF smaller, as fast and as accurate
+    assert _row({"ch11.ivf_vs_hnsw": fast}, item=16)["verdict"] == report.PARTLY
+    big = json.loads(json.dumps(fast))
+    big["ivf"]["bytes_per_vector"] = 400.0
+    assert _row({"ch11.ivf_vs_hnsw": big}, item=16)["verdict"] == report.PARTLY
+    assert _row({"ch11.ivf_vs_hnsw": {"ivf": {}}}, item=16)["verdict"] == report.NOT_RUN
+
+
+def _scann(scann_qps: float | None, other_qps: float) -> dict:
+    row = {"library": "faiss", "index": "IVF", "params": {}, "recall": 0.92, "qps": other_qps}
+    s = None if scann_qps is None else dict(row, library="ScaNN", index="AH", qps=scann_qps)
+    best = max([r for r in (s, row) if r], key=lambda r: r["qps"])
+    return {"ch11.scann_best": {"dataset": "glove", "n": 20000, "mode": "batch", "threads": 1,
+                                "level": 0.9, "best": best, "scann": s, "best_other": row}}
+
+
+def test_item_18_scann_best_is_a_speed_ratio_at_one_recall() -> None:
+    assert _row(_scann(3000, 1000), item=18)["verdict"] == report.HOLDS
+    assert _row(_scann(500, 1000), item=18)["verdict"] == report.FAILS
+    assert _row(_scann(1050, 1000), item=18)["verdict"] == report.PARTLY
+    assert _row(_scann(None, 1000), item=18)["verdict"] == report.FAILS
+
+
+def test_items_the_course_cannot_measure_say_so_with_their_figures() -> None:
+    r = _row({"ch18.checklist": {"cosine": True, "heap": True}}, item=30)
+    assert r["verdict"] == report.NOT_MEASURABLE and "2 of 2" in r["reason"]
+    parts = _row(COS, item=4)["parts"]
+    assert [p["verdict"] for p in parts] == [report.NOT_RUN, report.NOT_MEASURABLE]
+
+
+def test_a_record_of_another_shape_reads_not_run_and_names_it() -> None:
+    r = _row({"ch10.memory_ratio_by_d": {"M=16": [1.7]}}, item=15)
+    assert r["verdict"] == report.NOT_RUN
+    assert any(m.startswith("ch10.memory_ratio_by_d (shape") for m in r["missing"])
+
+
+def test_combine_rules() -> None:
+    H, F, P, N, R = (report.HOLDS, report.FAILS, report.PARTLY, report.NOT_MEASURABLE,
+                     report.NOT_RUN)
+    assert report.combine([H, N]) == H and report.combine([F, N]) == F
+    assert report.combine([H, F]) == P and report.combine([H, P]) == P
+    assert report.combine([N, N]) == N and report.combine([H, R, F]) == R
+    with pytest.raises(ValueError, match="verdicts"):
+        report.combine([])
+
+
+def test_a_measured_contradiction_reads_fails_or_partly_with_figures() -> None:
+    """The ledger can say the session is wrong: measured figures like this run's."""
+    records = {"ch01.cos_king_queen": 0.7839, "ch01.cos_king_banana": 0.2207,
+               "ch09.adc_recall10_glove": 0.45, **_mrl(0.059, 0.059),
+               "ch08.bandwidth_gb_s": 20.95, "ch08.seconds_per_query_100m_1024d": 19.55}
+    claims = {"ch02.cbow_predicts_centre": {"holds": True, "text": "CBOW predicts the centre"},
+              "04.mteb_average_is_not_map": {"holds": True, "text": "not a mAP"}}
+    rows = {r["item"]: r for r in report.ledger(records, claims)}
+    against = [i for i in (2, 4, 8, 14, 17, 23) if rows[i]["verdict"] in (report.FAILS,
+                                                                          report.PARTLY)]
+    assert against == [2, 4, 8, 14, 17, 23]
+    assert all(rows[i]["figures"] for i in against)
+    assert rows[8]["evidence"] == ["04.mteb_average_is_not_map"]   # an alias of the claim id
+    table = report.ledger_markdown(list(rows.values()))
+    assert table.count("\n") == 31 and "| 2 | 01 |" in table and "**fails**" in table
+    assert report.ledger_counts(list(rows.values()))[report.FAILS] >= 3
+
+
+def test_course_results_read_only_this_runs_files(tmp_path, monkeypatch) -> None:
+    old = tmp_path / "01_geometry_of_meaning.records.jsonl"
+    old.write_text(json.dumps({"name": "ch01.cos_king_queen", "value": 0.5}) + "\n")
+    os.utime(old, (1_000, 1_000))
+    new = tmp_path / "02_word2vec.records.jsonl"
+    new.write_text(json.dumps({"name": "ch02.sg_analogy", "value": 0.1}) + "\n"
+                   + json.dumps({"claim": "ch02.cbow_predicts_centre", "text": "t",
+                                 "holds": True}) + "\n")
     own = tmp_path / "18_checklist_review.records.jsonl"
     own.write_text("")
     monkeypatch.setattr(report, "_CLAIMS", [])
-    recorded = report.course_claims(own)
-    assert recorded["ch01.cos_example_model_dependent"]["notebook"] == "01_geometry_of_meaning"
-    rows = {r["item"]: r for r in report.ledger_rows(recorded)}
-    assert rows[2]["verdict"] == "checked, all hold" and "measured" in rows[2]["measured"]
-    assert rows[3]["verdict"] == "FAILS: ch01.king_minus_man_plus_woman"
-    assert rows[1]["verdict"] == report.NOT_RUN
-    table = report.ledger_markdown(list(rows.values()))
-    assert table.count("\n") == 31 and "| 2 | 01 |" in table
+    monkeypatch.setattr(report, "_RECORDED", {"ch18.k": 1})
+    records, claims, notebooks = report.course_results(own, since=2_000)
+    assert records == {"ch02.sg_analogy": 0.1, "ch18.k": 1}
+    assert list(claims) == ["ch02.cbow_predicts_centre"]
+    assert notebooks == ["02_word2vec", "18_checklist_review"]
+    monkeypatch.delenv("EMBEDLAB_REPORT", raising=False)
+    records, claims, notebooks = report.course_results(None)
+    assert records == {"ch18.k": 1} and notebooks == []
 
 
 def test_claim_prints_records_and_returns_its_verdict(tmp_path, monkeypatch, capsys) -> None:
