@@ -1031,15 +1031,6 @@ def ledger_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
 # Figures the ledger reads that no chapter records yet: id -> (chapter, what it holds). Until a
 # chapter records one, the rows that need it read "not run". needs_markdown() renders this list.
 NEEDED: dict[str, tuple[str, str]] = {
-    "ch01.kmeans_topic_ari": (
-        "01", "float: adjusted Rand index (sklearn.metrics.adjusted_rand_score) between k-means "
-        "clusters of the MiniLM sentence vectors (k = the number of topics, seeded) and the topic "
-        "labels; 0 is chance, 1 perfect. Item 1 (clustering as nearest-neighbour search) holds "
-        f"from {CLUSTER_ARI}."),
-    "ch01.king_man_woman": (
-        "01", 'dict {"inputs_kept": str, "inputs_excluded": str}: the nearest GloVe 6B 50d word '
-        "to king - man + woman by 3CosAdd with the three inputs kept and excluded. Item 3: "
-        "holds if queen wins with the inputs kept, partly if only once they are excluded."),
     "ch05.hard_vs_inbatch_ndcg10": (
         "05", 'dict {"diff": float, "lo": float, "hi": float, "n_queries": int}: held-out nDCG@10 '
         "of MiniLM fine-tuned with BM25 hard negatives minus fine-tuned with in-batch negatives "
@@ -1077,14 +1068,6 @@ NEEDED: dict[str, tuple[str, str]] = {
         '"index", "params", "recall", "qps"}: at recall@10 >= level, the fastest setting of all, '
         "ScaNN's fastest, and the fastest of any other library. Item 18: holds if ScaNN's qps is "
         f"at least {SPEED_TIE}x the best other's, fails below 1/{SPEED_TIE}, partly between."),
-    "ch14.fp16_mixing_recall10": (
-        "14", 'dict {"fp32 queries, fp32 index": float, "fp16 queries, fp32 index": float, '
-        '"fp32 queries, fp16 index": float, "fp16 queries, fp16 index": float, "n_queries": int}: '
-        "recall@10 of the four precision mixes. Item 26: 'mixing can drop recall' holds if the "
-        "largest drop exceeds two binomial standard errors."),
-    "ch14.max_seq_length": (
-        "14", "int: the MiniLM model's max_seq_length (word pieces it reads). Item 27: the "
-        "session's '512 tokens' holds if equal, partly otherwise."),
     "ch16.code_search": (
         "16", 'dict {"recall@10": float, "baseline_recall@10": float, "baseline": str}: code '
         "search on the held-out split with the trained embedder, and a baseline (BM25 or a "

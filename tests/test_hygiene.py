@@ -117,7 +117,8 @@ What does not (documented exclusions):
 * ids and code identifiers: numbers glued to letters, ``_``, ``@``, ``/`` or a word's hyphen
   (``L6``, ``fp16``, ``nDCG@10``, ``top-10``, ``SimLex-999``, ``ch08.x``), Markdown inline code and
   fenced code, URLs and link targets, and integers inside ``$...$`` math (decimals there still
-  count); an integer after ``=`` is a setting (``M = 16``), not a result.
+  count); an integer after ``=`` is a setting (``M = 16``), and one after ``/``, ``×`` or ``*``
+  is part of a formula (``d / 8 bytes``), not a result.
 
 An allowed number is an external fact (a citation, a published figure, a dataset's size, an
 arithmetic identity) or a stated estimate, listed in ``tests/typed_numbers_allow.txt`` with the
@@ -144,7 +145,8 @@ _TOKEN = re.compile(
     r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+(?:\.\d+)*|\.\d+|\d+(?:[eE][-+]?\d+)?)"
     r"(?P<tail>\s?%|[x×](?![\w])|" + _MAGNITUDE + r"(?![\w])|\s" + _MAGNITUDE + r"(?=\s+[A-Za-z])"
     r"|\s(?:" + _UNITS + r")(?![\w])|\s[A-Za-z]\w*)?")
-_REF_BEFORE = re.compile(r"(?:\b(?:" + _REF_WORDS + r")\s*[#(]?|[=≤≥<>]\s*)$", re.IGNORECASE)
+_REF_BEFORE = re.compile(r"(?:\b(?:" + _REF_WORDS + r")\s*[#(]?|[=≤≥<>/×*÷]\s*)$",
+                         re.IGNORECASE)
 _UNIT_RE = re.compile(r"\s(?:" + _UNITS + r")$")
 # words after a number that say nothing of what it counts ("from 384 to 64", "8888 is busy")
 _FUNCTION_WORDS = {"to", "and", "or", "of", "in", "on", "at", "is", "are", "was", "were", "be",
@@ -389,7 +391,8 @@ def test_typed_numbers_finds_each_kind() -> None:
 def test_typed_numbers_leaves_references_versions_ids_and_small_counts() -> None:
     text = ("In 2013 chapter 13 (chapters 08-11) cites section 4.2 and theorem 3.2 of arXiv "
             "1603.09320; Python 3.11, torch 2.13.0, all-MiniLM-L6-v2, fp16, nDCG@10, top-10, "
-            "SimLex-999, ch08.flat, v2; 3 words, 12 vectors, 2 workers; M = 16 and k = 100.")
+            "SimLex-999, ch08.flat, v2; 3 words, 12 vectors, 2 workers; M = 16 and k = 100; "
+            "d / 8 bytes.")
     assert typed_numbers(text) == []
     scrubbed, math = _scrub_markdown("code `n = 800 articles` and $2 - 2 a b$ but $0.78$; "
                                      "[a link](https://x.org/1603.09320) ```\n0.5\n```")
