@@ -19,8 +19,13 @@ The protocol (the same for ``benchmarks/``, ``make bench`` and the notebooks):
 * one thread on every side: ``threadpoolctl.threadpool_limits(1)`` for numpy's and faiss's BLAS
   and OpenMP, plus ``faiss.omp_set_num_threads(1)`` (``one_thread()``);
 * a warm-up of ``WARMUP`` queries (above faiss's 20-query threshold for switching to BLAS);
-* at least 3 interleaved repeats (every contender once per round, the order rotating), the
-  median reported (``measure``);
+* at least ``ROUNDS`` (15) interleaved rounds over at least ``MIN_QUERIES`` (1,000) queries, every
+  contender once per round in a rotating order, each round timed in process CPU time (every
+  thread of the process, so a peer's hidden thread pool counts) next to wall time (``measure``);
+* every ratio with its spread over rounds, min, median and p90 (``speed_ratio``,
+  ``format_ratio``); a spread that contains 1.0 reads "no measurable difference";
+* peers called the way their users call them: raw ``knn_query`` with ``ef`` set once for
+  hnswlib, ``nprobe``/``efSearch`` set once for faiss, ScaNN's own searcher (``searcher``);
 * two modes: ``"single"`` (a loop of one-query searches: median and p99 latency, and QPS) and
   ``"batch"`` (all queries in one call: throughput);
 * two BLAS settings: ``"installed"`` (what a user gets) and ``"matched"``
@@ -323,15 +328,21 @@ def describe_setting(setting: str) -> str:
             if setting == "matched" else "as installed (each library's own kernel choice)")
 
 
-def protocol_line(mode: str) -> str:
-    """One line naming the mode, the BLAS setting and both sides' BLAS builds and kernels."""
+ROUNDS = 15  # interleaved rounds of a benchmark (the protocol's minimum)
+MIN_QUERIES = 1_000  # queries per round in benchmarks/
+
+
+def protocol_line(mode: str, rounds: int = ROUNDS, n_queries: int | None = None) -> str:
+    """One line naming the mode, the BLAS setting, both sides' BLAS builds and kernels, and how
+    the times were taken."""
     check_mode(mode)
     info = blas_info()
     blas = "; ".join(f"{r['side']} {r['version']} {r['kernel']}" for r in info)
-    what = ("single query (nq=1 loop; median and p99 latency)" if mode == "single"
+    what = ("single query (a loop of one-query calls)" if mode == "single"
             else "batch (all queries in one call; throughput)")
+    nq = "" if n_queries is None else f" x {n_queries:,} queries"
     return (f"mode: {what} | BLAS {blas_setting()}: {blas} | one thread, warm-up {WARMUP} "
-            f"queries, median of interleaved repeats")
+            f"queries, {rounds} interleaved rounds{nq}, process CPU time and wall time")
 
 
 def check_mode(mode: str) -> str:
@@ -340,17 +351,33 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    v = np.asarray(values, dtype=np.float64)
+    return {"min": float(v.min()), "median": float(np.median(v)),
+            "p90": float(np.percentile(v, 90))}
+
+
 def measure(contenders: dict[str, Callable[[np.ndarray], Any]], xq: np.ndarray,
-            mode: str = "batch", repeats: int = 3, warmup: int = WARMUP) -> dict[str, dict]:
+            mode: str = "batch", rounds: int = ROUNDS, warmup: int = WARMUP,
+            repeats: int | None = None) -> dict[str, dict]:
     """Time several search functions ``fn(q)`` on the same queries, by the protocol.
 
-    Each contender is warmed up on ``warmup`` queries; then ``repeats`` rounds run every
-    contender once, in a rotating order, so that a slow spell of the machine hits all of them.
-    Returns per name: ``qps`` (median over rounds), and in single mode ``median_ms`` and
-    ``p99_ms`` (per-query latency, median over rounds of each round's figure).
+    Each contender is warmed up on ``warmup`` queries; then ``rounds`` rounds run every contender
+    once over all of ``xq``, the order rotating from round to round, so that a slow spell of a
+    shared machine hits all of them alike. A round is timed twice: wall time
+    (``time.perf_counter``) and the CPU time of the whole process (``time.process_time``: the
+    time every thread spent, so a library's hidden worker threads are counted, and time the
+    machine gave to other programs is not). ``"single"`` mode calls ``fn`` with one query at a
+    time (latency), ``"batch"`` with all of them in one call (throughput).
+
+    Returns per contender: ``wall_us`` and ``cpu_us`` (per-query microseconds, one entry per
+    round), ``qps`` and ``cpu_qps`` (medians over rounds), ``qps_spread`` (min, max of the
+    rounds' wall QPS), and ``median_ms`` / ``p99_ms``: single mode, the median over rounds of
+    each round's median and 99th-percentile latency; batch mode, the mean per-query time.
+    ``repeats`` is an older name for ``rounds``.
     """
     check_mode(mode)
-    repeats = check_int(repeats, "repeats")
+    rounds = check_int(rounds if repeats is None else repeats, "rounds")
     if not contenders:
         raise ValueError("contenders must name at least one search function")
     xq = np.ascontiguousarray(xq)
@@ -362,31 +389,95 @@ def measure(contenders: dict[str, Callable[[np.ndarray], Any]], xq: np.ndarray,
         else:
             for i in range(w.shape[0]):
                 contenders[name](w[i:i + 1])
-    raw: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
     rows = [xq[i:i + 1] for i in range(xq.shape[0])]
-    for r in range(repeats):
+    nq = xq.shape[0]
+    raw: dict[str, dict[str, list[float]]] = {
+        n: {"wall_us": [], "cpu_us": [], "med": [], "p99": []} for n in names}
+    perf, cpu = time.perf_counter, time.process_time
+    for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn = contenders[name]
             if mode == "batch":
-                t0 = time.perf_counter()
+                c0, t0 = cpu(), perf()
                 fn(xq)
-                total = time.perf_counter() - t0
-                raw[name].append((xq.shape[0] / total, total / xq.shape[0], total / xq.shape[0]))
+                t1, c1 = perf(), cpu()
+                lat = None
             else:
-                lat = np.empty(len(rows))
+                lat = np.empty(nq)
+                c0, t0 = cpu(), perf()
                 for i, q in enumerate(rows):
-                    t0 = time.perf_counter()
+                    a = perf()
                     fn(q)
-                    lat[i] = time.perf_counter() - t0
-                raw[name].append((len(rows) / lat.sum(), float(np.median(lat)),
-                                  float(np.percentile(lat, 99))))
-    out = {}
-    for name, runs in raw.items():
-        qps = [a for a, _, _ in runs]
-        out[name] = {"qps": statistics.median(qps), "qps_spread": (min(qps), max(qps)),
-                     "median_ms": 1e3 * statistics.median(b for _, b, _ in runs),
-                     "p99_ms": 1e3 * statistics.median(c for _, _, c in runs)}
-    return out
+                    lat[i] = perf() - a
+                t1, c1 = perf(), cpu()
+            out = raw[name]
+            out["wall_us"].append((t1 - t0) / nq * 1e6)
+            out["cpu_us"].append((c1 - c0) / nq * 1e6)
+            if lat is not None:
+                out["med"].append(float(np.median(lat)))
+                out["p99"].append(float(np.percentile(lat, 99)))
+    result = {}
+    for name, out in raw.items():
+        qps = [1e6 / t for t in out["wall_us"]]
+        wall_med = statistics.median(out["wall_us"])
+        result[name] = {
+            "wall_us": out["wall_us"], "cpu_us": out["cpu_us"], "rounds": rounds,
+            "n_queries": nq, "mode": mode,
+            "qps": 1e6 / wall_med, "cpu_qps": 1e6 / max(statistics.median(out["cpu_us"]), 1e-9),
+            "qps_spread": (min(qps), max(qps)),
+            "median_ms": (1e3 * statistics.median(out["med"]) if out["med"]
+                          else wall_med / 1e3),
+            "p99_ms": 1e3 * statistics.median(out["p99"]) if out["p99"] else wall_med / 1e3}
+    return result
+
+
+def speed_ratio(ours: dict, peer: dict, clock: str = "cpu") -> dict[str, Any]:
+    """How many times faster ``ours`` is than ``peer`` (two entries of one ``measure`` call).
+
+    The ratio is taken round by round, ``peer time / our time`` (rounds are interleaved, so both
+    times of a round saw the same machine), and summarised by its spread: ``min``, ``median``
+    and ``p90`` over rounds. ``clock`` is ``"cpu"`` (process CPU time) or ``"wall"``. When the
+    spread, from min to p90, contains 1.0, the verdict is "no measurable difference".
+    """
+    if clock not in ("cpu", "wall"):
+        raise ValueError(f"clock must be 'cpu' or 'wall', got {clock!r}")
+    a = np.asarray(ours[f"{clock}_us"], dtype=np.float64)
+    b = np.asarray(peer[f"{clock}_us"], dtype=np.float64)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError("ours and peer must come from the same measure() call")
+    sp = _spread(b / np.maximum(a, 1e-12))
+    if sp["min"] <= 1.0 <= sp["p90"]:
+        verdict = "no measurable difference"
+    else:
+        verdict = "faster" if sp["median"] > 1 else "slower"
+    return {**sp, "clock": clock, "rounds": int(a.size), "verdict": verdict}
+
+
+def format_ratio(r: dict[str, Any]) -> str:
+    """``1.23x (min 1.10, p90 1.31 over 15 rounds, CPU time)``, or the same prefixed with
+    "no measurable difference:" when the spread contains 1.0."""
+    txt = (f"{r['median']:.2f}x (min {r['min']:.2f}, p90 {r['p90']:.2f} over {r['rounds']} "
+           f"rounds, {'CPU' if r['clock'] == 'cpu' else 'wall'} time)")
+    return f"no measurable difference: {txt}" if r["verdict"] == "no measurable difference" else txt
+
+
+def cache_bandwidth(nbytes: int, repeats: int = 200) -> float:
+    """Read bandwidth (GB/s) of one core over a buffer of ``nbytes``, streamed again and again.
+
+    A BLAS dot product of the buffer with itself reads every byte once and does too little
+    arithmetic to be limited by anything else. A buffer larger than the per-core L2 cache but
+    smaller than the L3 measures the L3: what a single flat query over a few MB of vectors can
+    at best read at (the best of ``repeats`` passes).
+    """
+    nbytes = check_int(int(nbytes), "nbytes", low=4096)
+    a = np.ones(nbytes // 4, dtype=np.float32)
+    np.dot(a, a)
+    best = np.inf
+    for _ in range(check_int(repeats, "repeats")):
+        t0 = time.perf_counter()
+        np.dot(a, a)
+        best = min(best, time.perf_counter() - t0)
+    return a.nbytes / best / 1e9
 
 
 def index_bytes(index: Any) -> int:
@@ -403,24 +494,53 @@ def default_search(index: Any, q: np.ndarray, k: int, params: dict[str, Any]):
     attributes (``nprobe``; ``efSearch`` of an HNSW index given as ``ef``)."""
     if type(index).__module__.startswith("embedlab"):
         return index.search(q, k, **params)
+    _set_faiss_params(index, params)
+    return index.search(q, k)
+
+
+def _set_faiss_params(index: Any, params: dict[str, Any]) -> None:
     for key, value in params.items():
         if key == "ef" and hasattr(index, "hnsw"):
             index.hnsw.efSearch = value
         else:
             setattr(index, key, value)
-    return index.search(q, k)
+
+
+def searcher(index: Any, k: int, params: dict[str, Any] | None = None
+             ) -> Callable[[np.ndarray], Any]:
+    """The call a library's own users make, with the search parameters set once, as a function
+    of the queries: what ``measure`` times.
+
+    * ours: ``index.search(q, k, **params)`` (parameters are arguments of our API);
+    * faiss: ``nprobe`` / ``hnsw.efSearch`` set on the index now, then ``index.search(q, k)``;
+    * hnswlib (``HnswlibIndex``): ``set_ef`` once, then the raw ``knn_query(q, k=k)``, with no
+      conversion of its results;
+    * ScaNN (``ScannIndex``): the raw searcher, ``search`` for one query and ``search_batched``
+      for several.
+    """
+    params = dict(params or {})
+    if isinstance(index, HnswlibIndex):
+        return index.raw_search(k, **params)
+    if isinstance(index, ScannIndex):
+        return index.raw_search(k, **params)
+    if type(index).__module__.startswith("embedlab"):
+        return lambda q: index.search(q, k, **params)
+    _set_faiss_params(index, params)
+    return lambda q: index.search(q, k)
 
 
 def sweep(build: Callable[[], Any], ds: ANNDataset, params: Sequence[dict[str, Any]] = ({},),
-          k: int = 10, library: str = "embedlab", label: str = "", repeats: int = 3,
-          search: Callable[..., Any] = default_search, mode: str = "batch",
-          n_single: int = 200) -> list[dict[str, Any]]:
+          k: int = 10, library: str = "embedlab", label: str = "", repeats: int = ROUNDS,
+          search: Callable[..., Any] | None = None, mode: str = "batch",
+          n_single: int = MIN_QUERIES) -> list[dict[str, Any]]:
     """Build one index, then measure recall@k and speed for each search setting in ``params``.
 
-    ``build()`` returns a trained, filled index; its wall time is the build time. Speed follows
-    the protocol (``measure``) in ``mode``: ``"batch"`` times all queries in one call,
-    ``"single"`` a loop over the first ``n_single`` queries one at a time. Returns one row per
-    setting: ``library, index, params, mode, build_s, bytes_per_vector, recall, qps, median_ms,
+    ``build()`` returns a trained, filled index; its wall time is the build time. Recall comes
+    from ``search(index, queries, k, params)`` (default ``default_search``); speed follows the
+    protocol (``measure``, ``repeats`` rounds) on the call users make (``searcher``), or on
+    ``search`` when one is given. ``"batch"`` times all queries in one call, ``"single"`` a loop
+    over the first ``n_single`` queries one at a time. Returns one row per setting:
+    ``library, index, params, mode, build_s, bytes_per_vector, recall, qps, cpu_qps, median_ms,
     p99_ms``.
     """
     k = check_int(k, "k", high=ds.gt.shape[1])
@@ -433,14 +553,16 @@ def sweep(build: Callable[[], Any], ds: ANNDataset, params: Sequence[dict[str, A
     xq = ds.xq if mode == "batch" else ds.xq[:check_int(n_single, "n_single")]
     rows = []
     for p in params:
-        _, ids = search(index, ds.xq, k, dict(p))
-        t = measure({"x": lambda q, p=p: search(index, q, k, dict(p))}, xq, mode=mode,
-                    repeats=repeats)["x"]
+        _, ids = (search or default_search)(index, ds.xq, k, dict(p))
+        fn = (searcher(index, k, p) if search is None
+              else (lambda q, p=p: search(index, q, k, dict(p))))
+        t = measure({"x": fn}, xq, mode=mode, rounds=repeats)["x"]
         rows.append({"library": library, "index": label or type(index).__name__,
                      "params": dict(p), "mode": mode, "build_s": build_s,
                      "bytes_per_vector": index_bytes(index) / n,
                      "recall": recall_at_k(np.asarray(ids), ds.gt, k), "qps": t["qps"],
-                     "median_ms": t["median_ms"], "p99_ms": t["p99_ms"]})
+                     "cpu_qps": t["cpu_qps"], "median_ms": t["median_ms"],
+                     "p99_ms": t["p99_ms"]})
     return rows
 
 
@@ -458,6 +580,24 @@ class HnswlibIndex:
         self.dim, self.metric, self.M, self.efc, self.seed = dim, metric, M, ef_construction, seed
         self._index = hnswlib.Index(space=space, dim=dim)
         self._ready = False
+        self._ef: int | None = None
+
+    @property
+    def raw(self) -> Any:
+        """The ``hnswlib.Index`` itself."""
+        return self._index
+
+    def set_ef(self, ef: int) -> None:
+        """Set ``ef`` on the raw index (only when it changes, as a user sets it once)."""
+        if ef != self._ef:
+            self._index.set_ef(int(ef))
+            self._ef = int(ef)
+
+    def raw_search(self, k: int, ef: int = 64) -> Callable[[np.ndarray], Any]:
+        """``knn_query(q, k=k)`` on the raw index, ``ef`` set once: how hnswlib users search."""
+        self.set_ef(ef)
+        raw = self._index
+        return lambda q: raw.knn_query(q, k=k)
 
     def add(self, x: np.ndarray) -> None:
         if not self._ready:
@@ -470,7 +610,8 @@ class HnswlibIndex:
         self._index.add_items(x, num_threads=1)
 
     def search(self, q: np.ndarray, k: int, ef: int = 64):
-        self._index.set_ef(ef)
+        """Scores (or l2 distances) and int64 ids, best first, like ours (for recall)."""
+        self.set_ef(ef)
         ids, dist = self._index.knn_query(q, k=k, num_threads=1)
         scores = dist if self.metric == "l2" else 1.0 - dist
         return scores.astype(np.float32), ids.astype(np.int64)
@@ -530,7 +671,7 @@ class ScannIndex:
         """Codes, plus the float32 vectors when it re-orders (the tree's ids not counted)."""
         return self.ntotal * (self.code_size + (4 * self.dim if self.reorder else 0))
 
-    def search(self, q: np.ndarray, k: int, leaves: int | None = None, pre_reorder: int = 0):
+    def _kwargs(self, k: int, leaves: int | None, pre_reorder: int) -> dict[str, Any]:
         if self._searcher is None:
             raise ValueError("ScannIndex: the index is empty; add(x) before search()")
         kw: dict[str, Any] = {"final_num_neighbors": k}
@@ -538,6 +679,18 @@ class ScannIndex:
             kw["leaves_to_search"] = int(leaves)
         if self.reorder:
             kw["pre_reorder_num_neighbors"] = int(pre_reorder or self.reorder)
+        return kw
+
+    def raw_search(self, k: int, leaves: int | None = None,
+                   pre_reorder: int = 0) -> Callable[[np.ndarray], Any]:
+        """The raw searcher as ScaNN users call it: ``search`` for one query, ``search_batched``
+        for several (no conversion of its results)."""
+        kw = self._kwargs(k, leaves, pre_reorder)
+        one, many = self._searcher.search, self._searcher.search_batched
+        return lambda q: one(q[0], **kw) if q.shape[0] == 1 else many(q, **kw)
+
+    def search(self, q: np.ndarray, k: int, leaves: int | None = None, pre_reorder: int = 0):
+        kw = self._kwargs(k, leaves, pre_reorder)
         if q.shape[0] == 1:
             ids, scores = self._searcher.search(q[0], **kw)
             ids, scores = ids[None], scores[None]

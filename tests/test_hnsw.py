@@ -171,13 +171,14 @@ def test_compiled_search_layer_matches_plain_python(built, glove):
         q = queries[qi]
         entry = qi * 37
         want = search_layer(x, graph, q, entry, 32, metric="ip")
-        visited = np.zeros(n, np.int64)
+        visited = np.zeros(n, np.uint16)
         ck, ci = np.empty(n + 1, np.float32), np.empty(n + 1, np.int32)
         wk, wi = np.empty(34, np.float32), np.empty(34, np.int32)
+        fresh, fresh_d = np.empty(34, np.int32), np.empty(34, np.float32)
         stats = np.zeros(2, np.int64)
         d0 = -float(x[entry] @ q)
         nw = _search_layer(x, q, entry, np.float32(d0), 32, 0, g, False, visited, 1, ck, ci,
-                           wk, wi, stats)
+                           wk, wi, fresh, fresh_d, stats)
         got = sorted(zip((-wk[:nw]).tolist(), wi[:nw].tolist(), strict=True))
         assert [i for _, i in got] == [i for _, i in want]
         np.testing.assert_allclose([d for d, _ in got], [d for d, _ in want], rtol=1e-4,

@@ -12,22 +12,25 @@ Conventions follow faiss, so a learner can switch between the two:
 * ``idx.nbytes`` counts the bytes the index holds for the data (vectors, codes, lists, centroids);
 * ``idx.save(path)`` and ``type(idx).load(path)`` round-trip to identical search results.
 
-Every search keeps the k best candidates with a size-k min-heap of scores (see
-``embedlab.heap``): l2 distances are turned into scores first, ``2 q.x - |x|^2`` (larger is
-better, and ``|q - x|^2 = |q|^2 - score``), so one heap serves all metrics. The heap kernel is
-compiled with numba, since a Python loop over every candidate would be a thousand times slower.
+Every search keeps the k best candidates with one small selection shared by all indexes
+(``embedlab.index.kernels.topk_push``): l2 distances are turned into scores first,
+``2 q.x - |x|^2`` (larger is better, and ``|q - x|^2 = |q|^2 - score``), so one selection serves
+all metrics. It is compiled with numba, since a Python loop over every candidate would be a
+thousand times slower. One query (a float32 row) goes straight to a subclass's compiled
+``_search_one``: the checks run once, inside the call.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 METRICS = ("ip", "l2", "cosine")
+MODE_CODES = {"ip": 0, "l2": 1, "cosine": 2}  # the metric as the compiled kernels take it
 
 
 # --------------------------------------------------------------------------- input checks
@@ -79,85 +82,37 @@ def as_matrix(x: object, dim: int | None, name: str = "x") -> np.ndarray:
     return arr
 
 
+def raise_status(status: int, name: str) -> None:
+    """Turn a kernel's status code into the error ``as_matrix`` would have raised."""
+    if status != 0:
+        raise ValueError(f"{name} contains NaN or inf")
+
+
 def normalize_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), float32."""
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))
-    norms[norms == 0] = 1.0
-    return (x / norms[:, None]).astype(np.float32, copy=False)
+    """Rows scaled to unit length (zero rows stay zero), float32.
 
-
-# --------------------------------------------------------------------------- the k-best heap
-@njit(cache=True, nogil=True)
-def _sift_down(hd, hi, row, k):
-    """Restore the min-heap (smallest score at the root; ties: larger id nearer the root)."""
-    pos = 0
-    v = hd[row, 0]
-    vid = hi[row, 0]
-    while True:
-        child = 2 * pos + 1
-        if child >= k:
-            break
-        right = child + 1
-        if right < k and (hd[row, right] < hd[row, child] or (
-                hd[row, right] == hd[row, child] and hi[row, right] > hi[row, child])):
-            child = right
-        c = hd[row, child]
-        if c < v or (c == v and hi[row, child] > vid):
-            hd[row, pos] = c
-            hi[row, pos] = hi[row, child]
-            pos = child
-        else:
-            break
-    hd[row, pos] = v
-    hi[row, pos] = vid
-
-
-@njit(cache=True, nogil=True)
-def heap_push(hd, hi, row, score, idx):
-    """Offer one candidate to row ``row``'s heap; it enters when it beats the worst kept one."""
-    k = hd.shape[1]
-    if score > hd[row, 0] or (score == hd[row, 0] and idx < hi[row, 0] and idx >= 0):
-        hd[row, 0] = score
-        hi[row, 0] = idx
-        _sift_down(hd, hi, row, k)
-
-
-@njit(cache=True, nogil=True)
-def heap_push_block(hd, hi, ip, rows, ids, xnorm, l2):
-    """Push a block of inner products into the heaps of ``rows``.
-
-    ``ip[r, j]`` is the inner product of query ``rows[r]`` with candidate ``ids[j]``; for l2 the
-    score is ``2 ip - xnorm[j]`` (the query's own norm is added back at the end).
+    The norms are summed in float64, so the compiled kernels (``embedlab.index.kernels``), which
+    sum in another order, round every row to the same float32 values.
     """
-    for r in range(ip.shape[0]):
-        row = rows[r]
-        worst = hd[row, 0]
-        for j in range(ip.shape[1]):
-            s = 2.0 * ip[r, j] - xnorm[j] if l2 else ip[r, j]
-            if s > worst:
-                heap_push(hd, hi, row, s, ids[j])
-                worst = hd[row, 0]
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    norms[norms == 0] = 1.0
+    return (x / norms[:, None]).astype(np.float32)
 
 
-def new_heaps(nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Empty heaps for ``nq`` queries: scores ``-inf``, ids ``-1``."""
-    return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
+def one_row(q: object, dim: int) -> np.ndarray | None:
+    """``q`` as a 1-D float32 row when it already is one query in the index's own layout (a
+    C-contiguous float32 array of shape ``(dim,)`` or ``(1, dim)``), else ``None``.
 
-
-def finish_heaps(hd: np.ndarray, hi: np.ndarray, metric: str,
-                 qnorm: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Sort each heap best first (ties: lower id first) and turn l2 scores into distances."""
-    ids_key = np.where(hi < 0, np.iinfo(np.int64).max, hi)
-    order = np.lexsort((ids_key, -hd.astype(np.float64)), axis=-1)
-    D = np.take_along_axis(hd, order, axis=1)
-    I = np.take_along_axis(hi, order, axis=1)  # noqa: E741
-    if metric == "l2":
-        if qnorm is None:
-            raise ValueError("finish_heaps: l2 needs the queries' squared norms")
-        with np.errstate(invalid="ignore"):
-            D = np.where(I >= 0, np.maximum(qnorm[:, None] - D, 0.0), np.inf)
-        D = D.astype(np.float32)
-    return D, I
+    This is the single-query fast path's only check in Python; the kernel checks the entries
+    (NaN, inf) in the same pass that copies them.
+    """
+    if type(q) is not np.ndarray or q.dtype != np.float32 or not q.flags.c_contiguous:
+        return None
+    if q.ndim == 1 and q.shape[0] == dim:
+        return q
+    if q.ndim == 2 and q.shape[0] == 1 and q.shape[1] == dim:
+        return q[0]
+    return None
 
 
 # --------------------------------------------------------------------------- the base class
@@ -196,6 +151,11 @@ class Index:
         if not self.is_trained:
             raise ValueError(f"{type(self).__name__}: call train(x) and add(x) before search()")
         k = check_int(k, "k")
+        row = one_row(q, self.dim) if self._has_one else None
+        if row is not None:  # one query: a single compiled call (embedlab.index.kernels)
+            D, I = self._search_one(row, k, **kwargs)  # noqa: E741
+            if D is not None:
+                return D, I
         q = self._prepare(q, "q")
         return self._search(q, k, **kwargs)
 
@@ -258,6 +218,27 @@ class Index:
 
     def _reset(self) -> None:
         raise NotImplementedError
+
+    _has_one = False  # a subclass with a single-query kernel sets this and _search_one
+
+    def _search_one(self, q: np.ndarray, k: int, **kwargs: Any) -> tuple[Any, Any]:
+        """One query row (float32, C-contiguous): ``(D, I)`` of shape (1, k), or ``(None,
+        None)`` to fall back to ``_search``."""
+        return None, None
+
+    @property
+    def _mode(self) -> int:
+        return MODE_CODES[self.metric]
+
+    def _scratch(self, name: str, n: int, dtype: Any) -> np.ndarray:
+        """A working array of at least ``n`` entries, kept per index and thread and reused by
+        every search (so a search allocates nothing that grows with the index)."""
+        pool = self.__dict__.setdefault("_scratch_pool", {})
+        key = (threading.get_ident(), name)
+        arr = pool.get(key)
+        if arr is None or arr.shape[0] < n:
+            arr = pool[key] = np.empty(max(n, 1), dtype)
+        return arr
 
     def _state(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -7,9 +7,19 @@ floating-point rate. The squared distance follows from the same product,
     |q - x|^2 = |q|^2 - 2 q.x + |x|^2,
 
 with ``|x|^2`` computed once at add time (faiss's ``IndexFlatL2`` does the same). Each block's
-scores then go through a size-k heap per query (``embedlab.index.base``), so memory stays at one
-block whatever the database size, and the cost is ``n d`` multiply-adds per query plus ``n`` heap
-comparisons: the floor for any exact method, and the yardstick for every approximate one.
+scores then go through the small k-best selection every index shares
+(``embedlab.index.kernels.topk_push``), so memory stays at one block whatever the database size,
+and the cost is ``n d`` multiply-adds per query plus ``n`` comparisons: the floor for any exact
+method, and the yardstick for every approximate one.
+
+Three paths, one answer (identical ids; ties go to the lower id):
+
+* ``flat_search_numpy``: the readable version, one product and ``np.lexsort`` per query;
+* one query (or a few): a compiled scan (``kernels.flat_one``) reads each row once and keeps the
+  k best as it goes. A single query cannot reuse anything from cache, so its floor is the time to
+  stream ``4 n d`` bytes from wherever the vectors live (chapter 08 measures it);
+* a batch: blocked ``sgemm`` (each block of the base is reused by a whole block of queries, so the
+  floor becomes the arithmetic), then the same selection over each block of scores.
 """
 
 from __future__ import annotations
@@ -18,7 +28,43 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.index.base import Index, finish_heaps, heap_push_block, new_heaps
+from embedlab.index import kernels as K
+from embedlab.index.base import Index, as_matrix, check_int, check_metric, raise_status
+
+# below this many queries a product buys nothing: each query is scanned on its own (faiss's
+# IndexFlat switches to BLAS at 20 queries too)
+BLAS_MIN_QUERIES = 20
+
+
+def flat_search_numpy(xb: np.ndarray, q: np.ndarray, k: int,
+                      metric: str = "ip") -> tuple[np.ndarray, np.ndarray]:
+    """Exact k best rows of ``xb`` for each query of ``q``, in plain numpy: the readable version
+    of ``FlatIndex.search`` (same ids). ``metric`` is "ip" or "l2" (rows are used as given).
+
+    Scores are ``q.x`` (ip) or ``2 q.x - |x|^2`` (l2, the nearest has the highest score and
+    ``|q - x|^2 = |q|^2 - score``); each row's best are chosen by ``np.lexsort`` (ties: lower id).
+    """
+    metric = check_metric(metric)
+    if metric == "cosine":
+        raise ValueError("flat_search_numpy takes metric 'ip' or 'l2' (normalise rows for cosine)")
+    xb = as_matrix(xb, None, "xb")
+    q = as_matrix(q, xb.shape[1], "q")
+    k = check_int(k, "k")
+    l2 = metric == "l2"
+    norms = np.einsum("ij,ij->i", xb, xb)
+    ids = np.arange(xb.shape[0])
+    D = np.empty((q.shape[0], k), np.float32)
+    I = np.empty((q.shape[0], k), np.int64)  # noqa: E741
+    for r, qv in enumerate(q):
+        scores = xb @ qv
+        if l2:
+            scores = 2 * scores - norms
+        best = K.rank(scores, ids, k)
+        s = scores[best].astype(np.float64)
+        if l2:
+            s = np.maximum(float(qv.astype(np.float64) @ qv) - s, 0.0)
+        D[r], I[r] = K.pad_results(s, best, k, l2)
+    return D, I
 
 
 class FlatIndex(Index):
@@ -56,20 +102,35 @@ class FlatIndex(Index):
         self._chunks, self._xb = [], np.zeros((0, self.dim), dtype=np.float32)
         self._norms = np.zeros(0, dtype=np.float32)
 
+    _has_one = True
+
+    def _search_one(self, q: np.ndarray, k: int, **kwargs: Any) -> tuple[Any, Any]:
+        if kwargs:
+            raise TypeError(f"FlatIndex.search got unexpected arguments {sorted(kwargs)}")
+        D = np.empty((1, k), np.float32)
+        I = np.empty((1, k), np.int64)  # noqa: E741
+        raise_status(K.flat_one(self.xb, self._norms, q, self._mode, D[0], I[0]), "q")
+        return D, I
+
     def _search(self, q: np.ndarray, k: int, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         if kwargs:
             raise TypeError(f"FlatIndex.search got unexpected arguments {sorted(kwargs)}")
         xb, norms = self.xb, self._norms
-        hd, hi = new_heaps(q.shape[0], k)
+        D = np.empty((q.shape[0], k), np.float32)
+        I = np.empty((q.shape[0], k), np.int64)  # noqa: E741
+        if q.shape[0] < BLAS_MIN_QUERIES:
+            raise_status(K.flat_batch(xb, norms, q, 0 if self.metric == "cosine" else self._mode,
+                                      D, I), "q")
+            return D, I
+        SD = np.full((q.shape[0], k), -np.inf)
+        SI = np.full((q.shape[0], k), -1, np.int64)
         for q0 in range(0, q.shape[0], self.query_block):
             qb = q[q0:q0 + self.query_block]
-            rows = np.arange(q0, q0 + qb.shape[0])
             for x0 in range(0, xb.shape[0], self.db_block):
                 ip = qb @ xb[x0:x0 + self.db_block].T  # sgemm
-                ids = np.arange(x0, x0 + ip.shape[1])
-                heap_push_block(hd, hi, ip, rows, ids, norms[x0:x0 + ip.shape[1]], self._l2)
-        qnorm = np.einsum("ij,ij->i", q, q) if self._l2 else None
-        return finish_heaps(hd, hi, self.metric, qnorm)
+                K.push_block(ip, q0, x0, norms, self._l2, SD, SI)
+        K.finish_batch(SD, SI, self._l2, q, D, I)
+        return D, I
 
     def _state(self) -> dict[str, Any]:
         return {"xb": self.xb, "query_block": self.query_block, "db_block": self.db_block}

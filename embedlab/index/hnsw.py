@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import heapq
 import math
+import threading
 from typing import Any
 
 import numpy as np
 from numba import njit
 
-from embedlab.index.base import Index, as_matrix, check_int
+from embedlab.index.base import Index, as_matrix, check_int, raise_status
+from embedlab.index.kernels import NOT_FINITE, OK, prefetch, prepare_query
 
 # =========================================================================== compiled kernels
 # Floating-point reassociation lets LLVM vectorise the distance loops (SIMD partial sums); the
@@ -133,24 +135,44 @@ def _greedy(x, q, ep, ep_d, level, g, l2, stats):
     return ep, ep_d
 
 
+@njit(cache=True, nogil=True)
+def _next_tag(visited, tag):
+    """The next visited mark (hnswlib's ``VisitedListPool``: a point counts as visited when its
+    mark equals the current search's tag, so a search never clears the array). The marks are
+    uint16: after 65,535 searches the array is cleared once and the tags start again."""
+    tag += 1
+    if tag > 65535:
+        visited[:] = 0
+        tag = 1
+    return tag
+
+
 @njit(cache=True, nogil=True, fastmath=FM)
-def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, ck, ci, wk, wi, stats):
+def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, ck, ci, wk, wi, fresh,
+                  fresh_d, stats):
     """SEARCH-LAYER (Algorithm 2): best-first beam search from ``ep`` on one layer.
 
     C, the candidates, is a min-heap of distances in ``ck``/``ci``; W, the ``ef`` best points
     found, is a max-heap kept as a min-heap of negated distances in ``wk``/``wi``. Returns |W|.
+
+    Memory, not arithmetic, is what a graph walk waits for: every neighbour is a jump to an
+    address the CPU cannot predict. So the unvisited neighbours of ``c`` are collected first and
+    their vectors prefetched, then their distances computed in one tight loop (the reads overlap
+    instead of waiting one after another), and the links of the next candidate to expand are
+    prefetched while this one is processed (hnswlib does the same).
     """
-    fresh = np.empty(g[0].shape[1], np.int32)     # unvisited neighbours of the current c
-    fresh_d = np.empty(g[0].shape[1], np.float32)
     visited[ep] = tag                              # v <- ep
     nc = _push(ck, ci, 0, ep_d, ep)                # C <- ep
     nw = _push(wk, wi, 0, -ep_d, ep)               # W <- ep
+    rows = x.shape[1] * 4 // 64 + 1                # cache lines per vector
     while nc > 0:                                  # while |C| > 0
         c_d = ck[0]                                # c <- nearest element of C
         c = ci[0]
         if c_d > -wk[0]:                           # if dist(c, q) > dist(furthest of W, q)
             break                                  #     all of W is evaluated
         nc = _pop(ck, ci, nc)                      # C <- C \ c
+        if nc > 0:                                 # the next candidate's links, ahead of time
+            _prefetch_links(g, ci[0], level)
         stats[0] += 1
         nf = 0
         for e in _links(g, c, level):              # for each e in neighbourhood(c) at layer lc
@@ -158,8 +180,9 @@ def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, ck, ci, wk, wi
                 visited[e] = tag                   # v <- v + e
                 fresh[nf] = e
                 nf += 1
-        # the distances first, in one tight loop: their memory reads overlap
-        for t in range(nf):
+                for r in range(min(rows, 4)):      # its vector's first cache lines
+                    prefetch(x[e], r * 16)
+        for t in range(nf):                        # the distances, in one tight loop
             fresh_d[t] = _dist(x, fresh[t], q, l2)
         stats[1] += nf
         for t in range(nf):
@@ -171,6 +194,15 @@ def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, ck, ci, wk, wi
                 if nw > ef:                        # if |W| > ef: remove furthest of W
                     nw = _pop(wk, wi, nw)
     return nw
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_links(g, node, level):
+    if level == 0:
+        prefetch(g[0], node)
+        prefetch(g[1], node)
+    else:
+        prefetch(g[2], g[4][node] + level - 1)
 
 
 @njit(cache=True, nogil=True, fastmath=FM)
@@ -235,7 +267,7 @@ def _connect(x, e, q, level, g, mmax, heuristic, l2, buf_i, buf_d, sel):
 
 @njit(cache=True, nogil=True, fastmath=FM)
 def _insert(x, q, levels, g, state, M, efc, heuristic, l2, visited, tag, ck, ci, wk, wi,
-            wd_sorted, wi_sorted, sel, buf_i, buf_d, stats):
+            wd_sorted, wi_sorted, sel, buf_i, buf_d, fresh, fresh_d, stats):
     """INSERT (Algorithm 1) of stored row ``q`` whose level ``levels[q]`` is already drawn."""
     lq = levels[q]                                  # l <- floor(-ln(unif(0..1)) * mL)
     ep, top = state[0], state[1]                    # ep <- entry point, L <- its level
@@ -247,9 +279,9 @@ def _insert(x, q, levels, g, state, M, efc, heuristic, l2, visited, tag, ck, ci,
     for lc in range(top, lq, -1):                   # for lc <- L .. l + 1
         ep, ep_d = _greedy(x, xq, ep, ep_d, lc, g, l2, stats)   # W <- SEARCH-LAYER(q, ep, 1)
     for lc in range(min(top, lq), -1, -1):          # for lc <- min(L, l) .. 0
-        tag += 1
-        nw = _search_layer(x, xq, ep, ep_d, efc, lc, g, l2, visited, tag,
-                           ck, ci, wk, wi, stats)   # W <- SEARCH-LAYER(q, ep, efConstruction)
+        tag = _next_tag(visited, tag)
+        nw = _search_layer(x, xq, ep, ep_d, efc, lc, g, l2, visited, tag, ck, ci, wk, wi,
+                           fresh, fresh_d, stats)   # W <- SEARCH-LAYER(q, ep, efConstruction)
         for t in range(nw - 1, -1, -1):             # W, nearest first
             wd_sorted[t] = -wk[0]
             wi_sorted[t] = wi[0]
@@ -289,45 +321,67 @@ def _insert_range(x, start, stop, levels, g, state, M, efc, heuristic, l2, visit
     sel = np.empty(2 * M + 2, np.int32)
     buf_i = np.empty(2 * M + 2, np.int32)
     buf_d = np.empty(2 * M + 2, np.float32)
+    fresh = np.empty(2 * M + 2, np.int32)
+    fresh_d = np.empty(2 * M + 2, np.float32)
     for q in range(start, stop):
         tag = _insert(x, q, levels, g, state, M, efc, heuristic, l2, visited, tag, ck, ci, wk,
-                      wi, wd_sorted, wi_sorted, sel, buf_i, buf_d, stats)
+                      wi, wd_sorted, wi_sorted, sel, buf_i, buf_d, fresh, fresh_d, stats)
     return tag
 
 
 @njit(cache=True, nogil=True, fastmath=FM)
-def _search_batch(x, Q, k, ef, g, state, l2, visited, tag, out_d, out_i, hops, ndis):
-    """K-NN-SEARCH (Algorithm 5) for every row of ``Q``: greedy descent to layer 1, then a beam
-    of width ``ef`` on layer 0; the ``k`` nearest of W, nearest first."""
-    n = x.shape[0]
-    ck = np.empty(n + 1, np.float32)
-    ci = np.empty(n + 1, np.int32)
-    wk = np.empty(ef + 2, np.float32)
-    wi = np.empty(ef + 2, np.int32)
-    wd_sorted = np.empty(ef + 2, np.float32)
-    wi_sorted = np.empty(ef + 2, np.int32)
-    stats = np.zeros(2, np.int64)
-    for qi in range(Q.shape[0]):
-        stats[0] = 0
-        stats[1] = 0
-        q = Q[qi]
-        ep = state[0]
-        ep_d = _dist(x, ep, q, l2)
-        stats[1] += 1
-        for lc in range(state[1], 0, -1):           # for lc <- L .. 1: greedy, ef = 1
-            ep, ep_d = _greedy(x, q, ep, ep_d, lc, g, l2, stats)
-        tag += 1
-        nw = _search_layer(x, q, ep, ep_d, ef, 0, g, l2, visited, tag, ck, ci, wk, wi, stats)
-        for t in range(nw - 1, -1, -1):
-            wd_sorted[t] = -wk[0]
-            wi_sorted[t] = wi[0]
-            _pop(wk, wi, t + 1)
-        for t in range(min(k, nw)):                 # return the K nearest elements of W
-            out_d[qi, t] = wd_sorted[t]
-            out_i[qi, t] = wi_sorted[t]
-        hops[qi] = stats[0]
-        ndis[qi] = stats[1]
+def _knn_search(x, q, k, ef, g, state, l2, visited, tag, ck, ci, wk, wi, fresh, fresh_d,
+                out_d, out_i, stats):
+    """K-NN-SEARCH (Algorithm 5) for one query: greedy descent to layer 1, then a beam of width
+    ``ef`` on layer 0; the ``k`` nearest of W into ``out_d``/``out_i``, nearest first (distances:
+    squared L2, or minus the inner product). Returns the visited tag it used."""
+    stats[0] = 0
+    stats[1] = 0
+    ep = state[0]
+    ep_d = _dist(x, ep, q, l2)
+    stats[1] += 1
+    for lc in range(state[1], 0, -1):               # for lc <- L .. 1: greedy, ef = 1
+        ep, ep_d = _greedy(x, q, ep, ep_d, lc, g, l2, stats)
+    tag = _next_tag(visited, tag)
+    nw = _search_layer(x, q, ep, ep_d, ef, 0, g, l2, visited, tag, ck, ci, wk, wi, fresh,
+                       fresh_d, stats)
+    while nw > k:                                   # drop the furthest of W down to k
+        nw = _pop(wk, wi, nw)
+    for t in range(nw - 1, -1, -1):                 # the rest, furthest first
+        out_d[t] = -wk[0]
+        out_i[t] = wi[0]
+        nw = _pop(wk, wi, nw)
     return tag
+
+
+@njit(cache=True, nogil=True)
+def _search_rows(x, Q, k, ef, g, state, mode, visited, tag, ck, ci, wk, wi, out_d, out_i, hops,
+                 ndis):
+    """Every row of ``Q`` (raw queries: checked, and normalised for cosine, here), results as
+    the index returns them: squared distances for l2, inner products otherwise, id -1 and
+    +inf / -inf where fewer than k points exist. Returns ``(status, tag)``."""
+    l2 = mode == 1
+    qbuf = np.empty(x.shape[1], np.float32)
+    fresh = np.empty(g[0].shape[1] + 2, np.int32)
+    fresh_d = np.empty(g[0].shape[1] + 2, np.float32)
+    dist = np.empty(k, np.float32)
+    stats = np.zeros(2, np.int64)
+    for r in range(Q.shape[0]):
+        if prepare_query(Q[r], mode, qbuf) != OK:
+            return NOT_FINITE, tag
+        for t in range(k):
+            dist[t] = np.inf
+            out_i[r, t] = -1
+        tag = _knn_search(x, qbuf, k, ef, g, state, l2, visited, tag, ck, ci, wk, wi, fresh,
+                          fresh_d, dist, out_i[r], stats)
+        for t in range(k):
+            if l2:
+                out_d[r, t] = dist[t]
+            else:
+                out_d[r, t] = -dist[t] if out_i[r, t] >= 0 else -np.inf
+        hops[r] = stats[0]
+        ndis[r] = stats[1]
+    return OK, tag
 
 
 # =========================================================================== the index
@@ -357,7 +411,6 @@ class HNSWIndex(Index):
         self.seed = check_int(seed, "seed", low=0)
         self.heuristic = bool(heuristic)
         self._rng = np.random.default_rng(self.seed)
-        self.last_search_stats: dict[str, np.ndarray] = {}
         self._reset()
 
     # -- graph accessors ---------------------------------------------------------------------
@@ -425,24 +478,46 @@ class HNSWIndex(Index):
                                          np.full((extra, self.M), -1, np.int32)])
         self._up_count = np.concatenate([self._up_count, np.zeros(extra, np.int32)])
         self._up_off = np.concatenate([self._up_off, off])
-        visited = np.zeros(n, dtype=np.int64)
+        visited = np.zeros(n, dtype=np.uint16)
         stats = np.zeros(2, dtype=np.int64)
         _insert_range(self._x, n0, n, self._levels, self._graph, self._state_arr, self.M,
                       self.ef_construction, self.heuristic, self._l2, visited, 0, stats)
 
-    def _visited_pool(self) -> np.ndarray:
-        """The visited marks, reused across searches (hnswlib's ``VisitedListPool``): a point
-        counts as visited when its mark equals the current query's tag, and each query takes a
-        fresh tag, so a search costs O(points visited), not an O(n) clearing. The array is
-        allocated again only when the index has grown."""
-        if getattr(self, "_visited", None) is None or self._visited.shape[0] != self.ntotal:
-            self._visited = np.zeros(self.ntotal, dtype=np.int64)
-            self._tag = 0
-        return self._visited
+    def _buffers(self, ef: int) -> list:
+        """The search's working memory, allocated once per index and thread and reused by every
+        search (hnswlib's ``VisitedListPool`` does the same for its marks):
+
+        * the visited marks, uint16: a point counts as visited when its mark equals the current
+          search's tag, and each search takes a fresh tag, so a search costs what it visits, not
+          an O(n) clearing (``_next_tag`` clears the array once every 65,535 searches);
+        * the candidate heap (room for every point) and the beam W (``ef`` + 2).
+
+        They are made again only when the index has grown or a wider beam is asked for.
+        """
+        key = threading.get_ident()
+        buf = self._pool.get(key)
+        n = self.ntotal
+        if buf is None or buf[0].shape[0] != n:
+            buf = [np.zeros(n, np.uint16), 0, np.empty(n + 1, np.float32),
+                   np.empty(n + 1, np.int32), np.empty(0, np.float32), np.empty(0, np.int32)]
+            self._pool[key] = buf
+        if buf[4].shape[0] < ef + 2:
+            buf[4], buf[5] = np.empty(ef + 2, np.float32), np.empty(ef + 2, np.int32)
+        return buf
+
+    @property
+    def _visited(self) -> np.ndarray | None:
+        buf = self._pool.get(threading.get_ident())
+        return None if buf is None else buf[0]
+
+    @property
+    def _tag(self) -> int:
+        buf = self._pool.get(threading.get_ident())
+        return 0 if buf is None else int(buf[1])
 
     def _reset(self) -> None:
-        self._visited: np.ndarray | None = None
-        self._tag = 0
+        self._pool: dict[int, list] = {}
+        self._stats = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self._x = np.zeros((0, self.dim), dtype=np.float32)
         self._levels = np.zeros(0, dtype=np.int32)
         self._links0 = np.zeros((0, 2 * self.M), dtype=np.int32)
@@ -452,28 +527,48 @@ class HNSWIndex(Index):
         self._up_off = np.zeros(0, dtype=np.int64)
         self._state_arr = np.array([-1, -1], dtype=np.int64)  # entry point, its level
 
+    @property
+    def last_search_stats(self) -> dict[str, np.ndarray]:
+        """Per query of the last search: ``hops`` (points expanded) and ``ndis`` (distances
+        computed)."""
+        return {"hops": self._stats[0], "ndis": self._stats[1]}
+
+    def _run(self, q: np.ndarray, k: int, ef: int, mode: int) -> tuple[np.ndarray, np.ndarray]:
+        if ef < k or ef != int(ef):
+            ef = check_int(ef, "ef")
+            raise ValueError(f"ef must be >= k (the beam must hold k results), got ef={ef}, "
+                             f"k={k}")
+        if self.ntotal == 0:
+            raise ValueError("HNSWIndex: the index is empty; add(x) before search()")
+        nq = q.shape[0]
+        D = np.empty((nq, k), np.float32)
+        I = np.empty((nq, k), np.int64)  # noqa: E741
+        hops, ndis = np.empty(nq, np.int64), np.empty(nq, np.int64)
+        buf = self._buffers(ef)
+        status, buf[1] = _search_rows(self._x, q, k, ef, self._graph, self._state_arr, mode,
+                                      buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], D, I,
+                                      hops, ndis)
+        raise_status(status, "q")
+        self._stats = (hops, ndis)
+        return D, I
+
+    _has_one = True
+
+    def _search_one(self, q: np.ndarray, k: int, ef: int = 64,
+                    **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        if kwargs:
+            raise TypeError(f"HNSWIndex.search got unexpected arguments {sorted(kwargs)}")
+        if type(ef) is not int:
+            ef = check_int(ef, "ef")
+        return self._run(q[None], k, ef, self._mode)
+
     def _search(self, q: np.ndarray, k: int, ef: int = 64,
                 **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         if kwargs:
             raise TypeError(f"HNSWIndex.search got unexpected arguments {sorted(kwargs)}")
         ef = check_int(ef, "ef")
-        if ef < k:
-            raise ValueError(f"ef must be >= k (the beam must hold k results), got ef={ef}, k={k}")
-        if self.ntotal == 0:
-            raise ValueError("HNSWIndex: the index is empty; add(x) before search()")
-        nq = q.shape[0]
-        dist = np.full((nq, k), np.inf, dtype=np.float32)
-        ids = np.full((nq, k), -1, dtype=np.int64)
-        hops = np.zeros(nq, dtype=np.int64)
-        ndis = np.zeros(nq, dtype=np.int64)
-        visited = self._visited_pool()
-        self._tag = int(_search_batch(self._x, q, k, ef, self._graph, self._state_arr, self._l2,
-                                      visited, self._tag, dist, ids, hops, ndis))
-        self.last_search_stats = {"hops": hops, "ndis": ndis}
-        if self._l2:
-            return dist, ids
-        scores = np.where(ids >= 0, -dist, -np.inf).astype(np.float32)
-        return scores, ids
+        # q is already prepared (unit rows for cosine): the kernel scores it as ip
+        return self._run(q, k, ef, 0 if self.metric == "cosine" else self._mode)
 
     def _state(self) -> dict[str, Any]:
         return {"x": self._x, "levels": self._levels, "links0": self._links0,
@@ -487,7 +582,8 @@ class HNSWIndex(Index):
         self.seed, self.heuristic = int(state["seed"]), bool(state["heuristic"])
         self._rng = np.random.default_rng(self.seed)
         self._rng.bit_generator.state = state["rng"]
-        self.last_search_stats = {}
+        self._pool = {}
+        self._stats = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         self._x = np.ascontiguousarray(state["x"], dtype=np.float32)
         self._levels = np.ascontiguousarray(state["levels"], dtype=np.int32)
         self._links0 = np.ascontiguousarray(state["links0"], dtype=np.int32)
@@ -548,6 +644,34 @@ def search_layer(x: np.ndarray, graph: list[list[int]] | dict, q: np.ndarray, en
                 if len(found) > ef:
                     heapq.heappop(found)
     return sorted((-nd, i) for nd, i in found)
+
+
+def knn_search(index: HNSWIndex, q: np.ndarray, k: int, ef: int = 64) -> np.ndarray:
+    """K-NN-SEARCH (Algorithm 5) in plain Python on a built ``HNSWIndex``'s own graph: greedy
+    descent through the upper layers, then ``search_layer`` on layer 0; the ids of the ``k``
+    nearest, nearest first, one row per query. The readable version of ``HNSWIndex.search``
+    (same ids; distances in float64 here, float32 in the kernel)."""
+    qs = index._prepare(q, "q")
+    k, ef = check_int(k, "k"), check_int(ef, "ef", low=k)
+    metric = "l2" if index.metric == "l2" else "ip"
+    x = index._x
+    layer0 = {i: index.neighbors(i, 0).tolist() for i in range(index.ntotal)}
+    out = np.full((qs.shape[0], k), -1, dtype=np.int64)
+    for r, qv in enumerate(qs):
+        ep = index.entry_point
+        d_ep = _pydist(x[ep], qv, metric)
+        for level in range(index.max_level, 0, -1):  # greedy: move while a neighbour is closer
+            moved = True
+            while moved:
+                moved = False
+                for e in index.neighbors(ep, level):
+                    de = _pydist(x[e], qv, metric)
+                    if de < d_ep:
+                        ep, d_ep, moved = int(e), de, True
+        found = search_layer(x, layer0, qv, ep, ef, metric)
+        ids = [i for _, i in found[:k]]
+        out[r, :len(ids)] = ids
+    return out
 
 
 def select_neighbors(x: np.ndarray, base: np.ndarray, candidates: list[int], m: int,

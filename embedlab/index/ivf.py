@@ -13,6 +13,11 @@ by list, with ``offsets[l] .. offsets[l + 1]`` delimiting list ``l`` and ``ids``
 back to its add-order id. A batch of queries is scanned list by list: the queries that probe list
 ``l`` are multiplied with that list's vectors in one sgemm, then pushed through the k-best heaps.
 
+Search runs as one compiled call per query (``embedlab.index.kernels.ivf_one``): the centroid scan
+keeps the ``nprobe`` best lists with the same small selection that keeps the k best results, and
+the lists are scanned in place through ``offsets``, with no copy of their rows. A batch is the same
+kernel in a loop, inside one call. ``ivf_search_numpy`` is the readable version (identical ids).
+
 Centroids are ranked the way faiss's quantiser ranks them: by L2 distance for ``metric="l2"``
 and by inner product for ``"ip"``/``"cosine"``. Training uses the same rule inside k-means's
 assignment step, so the lists are filled the way they were trained; for inner products the
@@ -26,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.index.base import Index, check_int, finish_heaps, heap_push_block, new_heaps
+from embedlab.index import kernels as K
+from embedlab.index.base import Index, check_int, raise_status
 from embedlab.index.kmeans import kmeans
 
 
@@ -45,6 +51,39 @@ def top_lists(q: np.ndarray, centroids: np.ndarray, nprobe: int, metric: str) ->
     return np.take_along_axis(part, order, axis=1)
 
 
+def ivf_search_numpy(index: IVFIndex, q: np.ndarray, k: int,
+                     nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The readable version of ``IVFIndex.search`` (same ids), one query at a time in numpy:
+
+    1. score the centroids and keep the ``nprobe`` best lists (ties: the lower list number);
+    2. gather those lists' rows through ``offsets`` and score them with one product;
+    3. keep the k best (``np.lexsort``: best score, then the lower id).
+    """
+    q = index._prepare(q, "q")
+    k = check_int(k, "k")
+    nprobe = index._nprobe(nprobe)
+    l2 = index.metric == "l2"
+    cn = np.einsum("ij,ij->i", index.centroids, index.centroids)
+    D = np.empty((q.shape[0], k), np.float32)
+    I = np.empty((q.shape[0], k), np.int64)  # noqa: E741
+    for r, qv in enumerate(q):
+        cs = index.centroids @ qv
+        if l2:
+            cs = 2 * cs - cn
+        lists = K.rank(cs, np.arange(index.nlist), nprobe)
+        rows = np.concatenate([np.arange(index.offsets[lst], index.offsets[lst + 1])
+                               for lst in lists])
+        scores = index.codes[rows] @ qv
+        if l2:
+            scores = 2 * scores - index._norms[rows]
+        best = K.rank(scores, index.ids[rows], k)
+        s = scores[best].astype(np.float64)
+        if l2:
+            s = np.maximum(float(qv.astype(np.float64) @ qv) - s, 0.0)
+        D[r], I[r] = K.pad_results(s, index.ids[rows][best], k, l2)
+    return D, I
+
+
 class IVFIndex(Index):
     """Inverted-file index with exact distances inside the lists (faiss ``IndexIVFFlat``).
 
@@ -61,6 +100,7 @@ class IVFIndex(Index):
         self.nprobe = check_int(nprobe, "nprobe", high=self.nlist)
         self.seed, self.niter = int(seed), check_int(niter, "niter", low=0)
         self.centroids = np.zeros((0, self.dim), dtype=np.float32)
+        self._cnorms = np.zeros(0, dtype=np.float32)
         self._reset()
 
     # -- training and adding ---------------------------------------------------------------
@@ -70,6 +110,7 @@ class IVFIndex(Index):
         ip = self.metric != "l2"  # train with the rule used to fill the lists
         self.centroids = kmeans(x, self.nlist, niter=self.niter, seed=self.seed,
                                 metric="ip" if ip else "l2", spherical=ip).centroids
+        self._cnorms = np.einsum("ij,ij->i", self.centroids, self.centroids)
 
     def assign(self, x: np.ndarray, block: int = 16384) -> np.ndarray:
         """The list each row of ``x`` belongs to (its best centroid under the index's metric)."""
@@ -90,7 +131,8 @@ class IVFIndex(Index):
         self.ids = np.concatenate([self.ids, new_ids])[order]
         counts = np.bincount(all_lists, minlength=self.nlist)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self._norms = np.einsum("ij,ij->i", self.codes, self.codes) if self._flat else None
+        self._norms = (np.einsum("ij,ij->i", self.codes, self.codes) if self._flat
+                       else np.zeros(0, np.float32))
 
     _flat = True  # the stored payload is the vectors themselves (IVFPQ stores codes)
 
@@ -110,37 +152,39 @@ class IVFIndex(Index):
             return self.nprobe
         return check_int(nprobe, "nprobe", high=self.nlist)
 
+    _has_one = True
+
+    def _search_one(self, q: np.ndarray, k: int, nprobe: int | None = None,
+                    **kwargs: Any) -> tuple[Any, Any]:
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.search got unexpected arguments "
+                            f"{sorted(kwargs)}")
+        nprobe = self.nprobe if nprobe is None else self._nprobe(nprobe)
+        D = np.empty((1, k), np.float32)
+        I = np.empty((1, k), np.int64)  # noqa: E741
+        raise_status(self._kernel_one(q, self._mode, nprobe, D[0], I[0]), "q")
+        return D, I
+
+    def _kernel_one(self, q, mode, nprobe, out_d, out_i):
+        return K.ivf_one(self.centroids, self._cnorms, self.codes, self._norms, self.ids,
+                         self.offsets, q, mode, nprobe, out_d, out_i)
+
+    def _kernel_batch(self, q, mode, nprobe, out_d, out_i):
+        return K.ivf_batch(self.centroids, self._cnorms, self.codes, self._norms, self.ids,
+                           self.offsets, q, mode, nprobe, out_d, out_i)
+
     def _search(self, q: np.ndarray, k: int, nprobe: int | None = None,
                 **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         if kwargs:
             raise TypeError(f"{type(self).__name__}.search got unexpected arguments "
                             f"{sorted(kwargs)}")
         nprobe = self._nprobe(nprobe)
-        probes = top_lists(q, self.centroids, nprobe, self.metric)
-        hd, hi = new_heaps(q.shape[0], k)
-        if q.shape[0] == 1:  # one query: gather its lists' rows, one product, one heap pass
-            starts, ends = self.offsets[probes[0]], self.offsets[probes[0] + 1]
-            lens = ends - starts
-            rows = np.arange(int(lens.sum())) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
-            ip = (self.codes[rows] @ q[0])[None, :]
-            heap_push_block(hd, hi, np.ascontiguousarray(ip), np.zeros(1, np.int64),
-                            self.ids[rows], self._norms[rows], self._l2)
-            qnorm = np.einsum("ij,ij->i", q, q) if self._l2 else None
-            return finish_heaps(hd, hi, self.metric, qnorm)
-        # group the (query, list) pairs by list: one sgemm per list for all its queries
-        flat = probes.ravel()
-        order = np.argsort(flat, kind="stable")
-        qrows = (order // nprobe).astype(np.int64)
-        bounds = np.searchsorted(flat[order], np.arange(self.nlist + 1))
-        for lst in np.flatnonzero(np.diff(bounds)):
-            a, b = self.offsets[lst], self.offsets[lst + 1]
-            if a == b:
-                continue
-            rows = qrows[bounds[lst]:bounds[lst + 1]]
-            ip = q[rows] @ self.codes[a:b].T  # sgemm
-            heap_push_block(hd, hi, ip, rows, self.ids[a:b], self._norms[a:b], self._l2)
-        qnorm = np.einsum("ij,ij->i", q, q) if self._l2 else None
-        return finish_heaps(hd, hi, self.metric, qnorm)
+        D = np.empty((q.shape[0], k), np.float32)
+        I = np.empty((q.shape[0], k), np.int64)  # noqa: E741
+        # q is already prepared (unit rows for cosine): the kernels score it as ip
+        raise_status(self._kernel_batch(q, 0 if self.metric == "cosine" else self._mode, nprobe,
+                                        D, I), "q")
+        return D, I
 
     # -- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -151,7 +195,9 @@ class IVFIndex(Index):
     def _set_state(self, state: dict[str, Any]) -> None:
         for key in ("nlist", "nprobe", "seed", "niter"):
             setattr(self, key, int(state[key]))
-        self.centroids = state["centroids"]
+        self.centroids = np.ascontiguousarray(state["centroids"], dtype=np.float32)
+        self._cnorms = np.einsum("ij,ij->i", self.centroids, self.centroids)
         self.codes = np.ascontiguousarray(state["codes"])
         self.ids, self.offsets = state["ids"], state["offsets"]
-        self._norms = np.einsum("ij,ij->i", self.codes, self.codes) if self._flat else None
+        self._norms = (np.einsum("ij,ij->i", self.codes, self.codes) if self._flat
+                       else np.zeros(0, np.float32))

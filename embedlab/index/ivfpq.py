@@ -14,6 +14,10 @@ Search probes the ``nprobe`` best lists. For list ``l`` with centroid ``c_l``:
 
 Stored per vector: ``ceil(m * nbits / 8)`` bytes of code plus its 8-byte id, as in faiss's
 ``IndexIVFPQ``.
+
+Search is one compiled call per query (``embedlab.index.kernels.ivfpq_one``): centroid scan,
+tables, and the probed lists' codes read in place; ``ivfpq_search_numpy`` is the readable version
+with the same ids (tables and sums in float64, see ``embedlab.index.kernels``).
 """
 
 from __future__ import annotations
@@ -21,36 +25,61 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
-from embedlab.index.base import check_int, new_heaps
-from embedlab.index.ivf import IVFIndex, top_lists
+from embedlab.index import kernels as K
+from embedlab.index.base import check_int
+from embedlab.index.ivf import IVFIndex
 from embedlab.index.pq import (
-    adc_scan,
     adc_tables,
+    books_for_kernels,
     check_pq_params,
     code_size,
     decode,
     encode,
-    finish_scores,
     pack_codes,
+    scan_codes,
     train_codebooks,
     unpack_codes,
 )
 
 
-@njit(cache=True, nogil=True)
-def _ivfpq_scan(codes, nbits, ids, offsets, probes, luts, bias, sign, hd, hi, q0):
-    """Scan each query's probed lists; ``luts`` is (nq, P, m, ksub) with P = nprobe or 1."""
-    per_probe = luts.shape[1] > 1
-    for qi in range(probes.shape[0]):
-        for p in range(probes.shape[1]):
-            lst = probes[qi, p]
-            a, b = offsets[lst], offsets[lst + 1]
-            if a == b:
-                continue
-            lut = luts[qi, p] if per_probe else luts[qi, 0]
-            adc_scan(codes[a:b], nbits, lut, sign, bias[qi, p], ids[a:b], hd, hi, q0 + qi)
+def ivfpq_search_numpy(index: IVFPQIndex, q: np.ndarray, k: int,
+                       nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The readable version of ``IVFPQIndex.search`` (same ids), one query at a time: rank the
+    centroids, keep ``nprobe`` lists, score each list's codes with ``bias + sum_j T[j, code_j]``
+    (``bias = q.c_l`` for inner products; l2 tables from the residual ``q - c_l``, kept as
+    ``-distance``), in float64, and keep the k best (ties: lower id)."""
+    q = index._prepare(q, "q")
+    k = check_int(k, "k")
+    nprobe = index._nprobe(nprobe)
+    l2 = index.metric == "l2"
+    codes = unpack_codes(index.codes, index.m, index.nbits)
+    cn = np.einsum("ij,ij->i", index.centroids, index.centroids)
+    cols = np.arange(index.m)
+    D = np.empty((q.shape[0], k), np.float32)
+    I = np.empty((q.shape[0], k), np.int64)  # noqa: E741
+    for r, qv in enumerate(q):
+        cs = index.centroids @ qv
+        if l2:
+            cs = 2 * cs - cn
+        lists = K.rank(cs, np.arange(index.nlist), nprobe)
+        scores, ids = [], []
+        for lst in lists:
+            rows = np.arange(index.offsets[lst], index.offsets[lst + 1])
+            if l2:
+                table = adc_tables((qv - index.centroids[lst])[None], index.codebooks, "l2")[0]
+                bias, sign = 0.0, -1.0
+            else:
+                table = adc_tables(qv[None], index.codebooks, "ip")[0]
+                bias = float(qv.astype(np.float64) @ index.centroids[lst].astype(np.float64))
+                sign = 1.0
+            sums = table.astype(np.float64)[cols, codes[rows]].sum(axis=1)
+            scores.append(bias + sign * sums)
+            ids.append(index.ids[rows])
+        scores, ids = np.concatenate(scores), np.concatenate(ids)
+        best = K.rank(scores, ids, k)
+        D[r], I[r] = K.pad_results(-scores[best] if l2 else scores[best], ids[best], k, l2)
+    return D, I
 
 
 class IVFPQIndex(IVFIndex):
@@ -100,27 +129,21 @@ class IVFPQIndex(IVFIndex):
         out[self.ids] = rec
         return out
 
-    def _search(self, q: np.ndarray, k: int, nprobe: int | None = None,
-                **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
-        if kwargs:
-            raise TypeError(f"IVFPQIndex.search got unexpected arguments {sorted(kwargs)}")
-        nprobe = self._nprobe(nprobe)
-        probes = top_lists(q, self.centroids, nprobe, self.metric)
-        hd, hi = new_heaps(q.shape[0], k)
-        sign = -1.0 if self._l2 else 1.0
-        for q0 in range(0, q.shape[0], self.query_block):
-            qb, pb = q[q0:q0 + self.query_block], probes[q0:q0 + self.query_block]
-            if self._l2:  # one table per (query, list): from the residual y - c_l
-                res = (qb[:, None, :] - self.centroids[pb]).reshape(-1, self.dim)
-                luts = adc_tables(res, self.codebooks, "l2").reshape(
-                    qb.shape[0], nprobe, self.m, -1)
-                bias = np.zeros(pb.shape, dtype=np.float32)
-            else:  # one table per query, plus y . c_l per list
-                luts = adc_tables(qb, self.codebooks, "ip")[:, None]
-                bias = np.einsum("qd,qpd->qp", qb, self.centroids[pb]).astype(np.float32)
-            _ivfpq_scan(self.codes, self.nbits, self.ids, self.offsets, pb,
-                        np.ascontiguousarray(luts), bias, sign, hd, hi, q0)
-        return finish_scores(hd, hi, self.metric)
+    def _kernel_one(self, q, mode, nprobe, out_d, out_i):
+        return K.ivfpq_one(self.centroids, self._cnorms, books_for_kernels(self),
+                           self._scan_codes, self.ids, self.offsets, q, mode, nprobe, out_d,
+                           out_i)
+
+    def _kernel_batch(self, q, mode, nprobe, out_d, out_i):
+        return K.ivfpq_batch(self.centroids, self._cnorms, books_for_kernels(self),
+                             self._scan_codes, self.ids, self.offsets, q, mode, nprobe, out_d,
+                             out_i)
+
+    @property
+    def _scan_codes(self) -> np.ndarray:
+        """The codes as the kernel reads them: one byte per sub-code (the stored codes when
+        nbits = 8; an unpacked copy, made once, otherwise)."""
+        return scan_codes(self)
 
     def _state(self) -> dict[str, Any]:
         return {**super()._state(), "codebooks": self.codebooks, "m": self.m,
@@ -129,5 +152,5 @@ class IVFPQIndex(IVFIndex):
     def _set_state(self, state: dict[str, Any]) -> None:
         for key in ("m", "nbits", "pq_niter", "query_block"):
             setattr(self, key, int(state[key]))
-        self.codebooks = state["codebooks"]
+        self.codebooks = np.ascontiguousarray(state["codebooks"], dtype=np.float32)
         super()._set_state(state)

@@ -25,9 +25,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
-from embedlab.index.base import Index, as_matrix, check_int, finish_heaps, heap_push, new_heaps
+from embedlab.index import fastscan as FS
+from embedlab.index import kernels as K
+from embedlab.index.base import Index, as_matrix, check_int, raise_status
 from embedlab.index.kmeans import assign, kmeans
 
 
@@ -90,15 +91,21 @@ def unpack_codes(packed: np.ndarray, m: int, nbits: int) -> np.ndarray:
 
 
 def adc_tables(q: np.ndarray, codebooks: np.ndarray, metric: str) -> np.ndarray:
-    """Per-query look-up tables (nq, m, ksub): squared sub-distances (l2) or sub-products (ip)."""
+    """Per-query look-up tables (nq, m, ksub): squared sub-distances (l2) or sub-products (ip).
+
+    Computed in float64 and rounded once to float32, so the compiled kernel
+    (``kernels.pq_table``), which sums in another order, gets the same table.
+    """
     m, _, dsub = codebooks.shape
-    qs = q.reshape(q.shape[0], m, dsub).transpose(1, 0, 2)  # (m, nq, dsub)
-    ip = np.matmul(qs, codebooks.transpose(0, 2, 1))  # (m, nq, ksub)
+    qs = q.astype(np.float64).reshape(q.shape[0], m, dsub).transpose(1, 0, 2)  # (m, nq, dsub)
+    books = codebooks.astype(np.float64)
     if metric == "l2":
-        cn = np.einsum("mkd,mkd->mk", codebooks, codebooks)
-        qn = np.einsum("mqd,mqd->mq", qs, qs)
-        ip = qn[:, :, None] - 2.0 * ip + cn[:, None, :]
-    return np.ascontiguousarray(ip.transpose(1, 0, 2), dtype=np.float32)
+        out = np.empty((m, q.shape[0], books.shape[1]))
+        for j in range(m):  # |q_j - c|^2 summed over the sub-vector, for every centroid c
+            out[j] = ((qs[j][:, None, :] - books[j][None]) ** 2).sum(axis=2)
+    else:
+        out = np.matmul(qs, books.transpose(0, 2, 1))  # (m, nq, ksub)
+    return np.ascontiguousarray(out.transpose(1, 0, 2), dtype=np.float32)
 
 
 def sdc_table(codebooks: np.ndarray, metric: str) -> np.ndarray:
@@ -111,69 +118,60 @@ def sdc_table(codebooks: np.ndarray, metric: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the scan
-@njit(cache=True, nogil=True, inline="always")
-def read_code(codes, i, j, nbits):
-    """Sub-code ``j`` of packed row ``i`` (LSB-first bits); ``nbits = 0``: already unpacked."""
-    if nbits == 8 or nbits == 0:
-        return np.int64(codes[i, j])
-    bit = j * nbits
-    byte = bit >> 3
-    shift = bit & 7
-    width = codes.shape[1]
-    v = np.int64(codes[i, byte])
-    if byte + 1 < width:
-        v |= np.int64(codes[i, byte + 1]) << 8
-    if byte + 2 < width:
-        v |= np.int64(codes[i, byte + 2]) << 16
-    return (v >> shift) & ((1 << nbits) - 1)
+def scan_codes(index: Any) -> np.ndarray:
+    """An index's codes with one byte per sub-code, as the kernels read them: the stored codes
+    themselves when ``nbits = 8``; otherwise an unpacked copy, made once and kept (it is derived
+    from ``codes``, so it is neither saved nor counted in ``nbytes``)."""
+    if index.nbits == 8:
+        return index.codes
+    cached = getattr(index, "_unpacked", None)
+    if cached is None or cached.shape[0] != index.codes.shape[0]:
+        dtype = np.uint8 if index.nbits <= 8 else np.uint16
+        cached = unpack_codes(index.codes, index.m, index.nbits).astype(dtype)
+        index._unpacked = cached
+    return cached
 
 
-@njit(cache=True, nogil=True)
-def adc_scan(codes, nbits, lut, sign, bias, ids, hd, hi, row):
-    """Score every packed code against one query's table and push into heap ``row``.
-
-    score = bias + sign * sum_j lut[j, code_j]   (sign = -1 turns distances into scores)
-    """
-    m = lut.shape[0]
-    worst = hd[row, 0]
-    for i in range(codes.shape[0]):
-        s = 0.0
-        for j in range(m):
-            s += lut[j, read_code(codes, i, j, nbits)]
-        s = bias + sign * s
-        if s > worst:
-            heap_push(hd, hi, row, s, ids[i])
-            worst = hd[row, 0]
+def fastscan_blocks(index: Any) -> np.ndarray:
+    """4-bit codes in the fast scan's blocks of 32 vectors (``fastscan.pack_blocks``), made once
+    and kept: the same bytes as ``codes`` in another order (a deployed index keeps one of the
+    two; this one is derived, so neither saved nor counted twice in ``nbytes``)."""
+    cached = getattr(index, "_blocks", None)
+    if cached is None or getattr(index, "_blocks_n", -1) != index.codes.shape[0]:
+        cached = FS.pack_blocks(unpack_codes(index.codes, index.m, 4))
+        index._blocks, index._blocks_n = cached, index.codes.shape[0]
+    return cached
 
 
-@njit(cache=True, nogil=True)
-def _pq_scan_all(codes, nbits, luts, sign, hd, hi, block):
-    """Every query against every code, the codes walked in cache-sized blocks.
-
-    Codes of other widths than 8 bits are unpacked once per block, so the bit twiddling is paid
-    once and not once per query.
-    """
-    n, m = codes.shape[0], luts.shape[1]
-    ids = np.arange(n)
-    buf = np.empty((block, m), dtype=np.uint16)
-    for a in range(0, n, block):
-        b = min(a + block, n)
-        if nbits == 8:
-            for qi in range(luts.shape[0]):
-                adc_scan(codes[a:b], 8, luts[qi], sign, 0.0, ids[a:b], hd, hi, qi)
-        else:
-            for i in range(b - a):
-                for j in range(m):
-                    buf[i, j] = read_code(codes, a + i, j, nbits)
-            for qi in range(luts.shape[0]):
-                adc_scan(buf[:b - a], 0, luts[qi], sign, 0.0, ids[a:b], hd, hi, qi)
+def books_for_kernels(index: Any) -> np.ndarray:
+    """The codebooks as the kernels read them, (m, dsub, ksub) float64 (made once and kept;
+    derived from ``codebooks``)."""
+    cached = getattr(index, "_books_t", None)
+    if cached is None or getattr(index, "_books_src", None) is not index.codebooks:
+        cached = np.ascontiguousarray(index.codebooks.transpose(0, 2, 1), dtype=np.float64)
+        index._books_t, index._books_src = cached, index.codebooks
+    return cached
 
 
-def finish_scores(hd: np.ndarray, hi: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Sort heaps best first; for l2 the scores were negated distances, so flip them back."""
-    D, I = finish_heaps(hd, hi, "ip")  # noqa: E741
-    if metric == "l2":
-        D = -D
+def pq_search_numpy(index: PQIndex, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The readable version of ``PQIndex.search`` (ADC, same ids): one table per query
+    (``adc_tables``), every code scored by ``sum_j T[j, code_j]`` in float64 (``-distance`` for
+    l2), the k best by ``np.lexsort`` (ties: lower id)."""
+    q = index._prepare(q, "q")
+    k = check_int(k, "k")
+    l2 = index.metric == "l2"
+    codes = unpack_codes(index.codes, index.m, index.nbits)
+    tables = adc_tables(q, index.codebooks, "l2" if l2 else "ip")
+    ids = np.arange(codes.shape[0])
+    cols = np.arange(index.m)
+    D = np.empty((q.shape[0], k), np.float32)
+    I = np.empty((q.shape[0], k), np.int64)  # noqa: E741
+    for r in range(q.shape[0]):
+        scores = tables[r].astype(np.float64)[cols, codes].sum(axis=1)
+        if l2:
+            scores = -scores
+        best = K.rank(scores, ids, k)
+        D[r], I[r] = K.pad_results(-scores[best] if l2 else scores[best], best, k, l2)
     return D, I
 
 
@@ -222,23 +220,56 @@ class PQIndex(Index):
     def _reset(self) -> None:
         self.codes = np.zeros((0, self.code_size), dtype=np.uint8)
 
+    _has_one = True
+
+    def _search_one(self, q: np.ndarray, k: int, symmetric: bool = False,
+                    **kwargs: Any) -> tuple[Any, Any]:
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.search got unexpected arguments "
+                            f"{sorted(kwargs)}")
+        if symmetric:
+            return None, None
+        D = np.empty((1, k), np.float32)
+        I = np.empty((1, k), np.int64)  # noqa: E741
+        if self.nbits == 4:
+            return self._fastscan(q[None], self._mode, D, I)
+        raise_status(K.pq_one(books_for_kernels(self), scan_codes(self), q, self._mode, D[0],
+                              I[0]), "q")
+        return D, I
+
+    def _fastscan(self, q: np.ndarray, mode: int, D: np.ndarray,
+                  I: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: E741
+        """4-bit codes: the register-table scan with exact re-ranking (``fastscan``), same ids as
+        the float ADC scan."""
+        n = self.codes.shape[0]
+        status = FS.fastscan_batch(fastscan_blocks(self), (self.m + 1) // 2, n,
+                                   books_for_kernels(self), q, mode,
+                                   self._scratch("cand_i", n, np.int64),
+                                   self._scratch("cand_s", n, np.uint16), D, I)
+        raise_status(status, "q")
+        return D, I
+
     def _search(self, q: np.ndarray, k: int, symmetric: bool = False,
                 **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         if kwargs:
-            raise TypeError(f"PQIndex.search got unexpected arguments {sorted(kwargs)}")
-        if symmetric:
-            if self.nbits > 12:
-                raise ValueError(f"symmetric search needs nbits <= 12 (a ksub x ksub table), "
-                                 f"got nbits={self.nbits}")
-            table = sdc_table(self.codebooks, self.metric)  # (m, ksub, ksub)
-            qcodes = encode(q, self.codebooks)
-            luts = np.ascontiguousarray(table[np.arange(self.m)[None, :], qcodes])
-        else:
-            luts = adc_tables(q, self.codebooks, self.metric)
-        sign = -1.0 if self._l2 else 1.0
-        hd, hi = new_heaps(q.shape[0], k)
-        _pq_scan_all(self.codes, self.nbits, luts, sign, hd, hi, 8192)
-        return finish_scores(hd, hi, self.metric)
+            raise TypeError(f"{type(self).__name__}.search got unexpected arguments "
+                            f"{sorted(kwargs)}")
+        D = np.empty((q.shape[0], k), np.float32)
+        I = np.empty((q.shape[0], k), np.int64)  # noqa: E741
+        if not symmetric:
+            mode = 0 if self.metric == "cosine" else self._mode  # q is already prepared
+            if self.nbits == 4:
+                return self._fastscan(q, mode, D, I)
+            raise_status(K.pq_batch(books_for_kernels(self), scan_codes(self), q, mode, D, I), "q")
+            return D, I
+        if self.nbits > 12:
+            raise ValueError(f"symmetric search needs nbits <= 12 (a ksub x ksub table), "
+                             f"got nbits={self.nbits}")
+        table = sdc_table(self.codebooks, self.metric)  # (m, ksub, ksub)
+        qcodes = encode(q, self.codebooks)
+        luts = np.ascontiguousarray(table[np.arange(self.m)[None, :], qcodes])
+        K.pq_batch_tables(scan_codes(self), luts, -1.0 if self._l2 else 1.0, D, I)
+        return D, I
 
     def _state(self) -> dict[str, Any]:
         return {"codebooks": self.codebooks, "codes": self.codes, "m": self.m,
@@ -247,8 +278,9 @@ class PQIndex(Index):
     def _set_state(self, state: dict[str, Any]) -> None:
         for key in ("m", "nbits", "seed", "niter"):
             setattr(self, key, int(state[key]))
-        self.codebooks = state["codebooks"]
+        self.codebooks = np.ascontiguousarray(state["codebooks"], dtype=np.float32)
         self.codes = np.ascontiguousarray(state["codes"])
+        self._unpacked = self._blocks = None
 
 
 def reconstruction_error(x: object, codebooks: np.ndarray) -> float:

@@ -1,0 +1,544 @@
+"""Compiled search kernels: one call per query, nothing allocated in the hot loop.
+
+Every index of chapters 08-11 has two search paths that return identical ids:
+
+* the **readable numpy version** (``flat_search_numpy``, ``ivf_search_numpy``, ... in each index's
+  module, and the chapters' inline cells): a matrix product or a table look-up over the
+  candidates, then ``np.lexsort`` (best score first, ties to the lower id);
+* the **kernels** below: the same arithmetic, compiled with numba, one call per query, written the
+  way faiss and hnswlib write their hot loops. A query's whole search is a single call: the checks
+  (finite entries; unit length for cosine) happen once, candidates are scanned in place through
+  the lists' offsets, and the k best go through one small selection shared by every index.
+
+Why the single call matters: a flat scan over 20,000 x 50 floats reads 4 MB, about a hundred
+microseconds from the L3 cache; an IVF query scans a few hundred vectors, a few microseconds. At
+that scale a dozen numpy calls around the scan (each a few microseconds of Python and a fresh
+array) cost more than the search itself.
+
+**The small-k selection** (``topk_push``). For k of 10 or 100, a sorted array beats a binary heap:
+a candidate is first compared with the worst kept score (one comparison, and for a scan in random
+order only about ``k ln(n / k)`` of ``n`` candidates ever get past it); one that does is inserted
+by shifting the worse entries down. The arrays stay sorted best first, so nothing is sorted at the
+end. Ties go to the lower id, which is what ``np.lexsort((ids, -scores))`` does.
+
+**Identical ids.** Two float32 sums over the same numbers in a different order can differ in the
+last bit, and a near-tie can then swap two neighbours. The kernels therefore compute every
+quantity that decides a ranking the way the numpy path does, or in float64 where the order of a
+sum cannot be matched (PQ look-up tables and their sums: a sum of float32 values in float64 is
+exact for the sizes used here, so its order does not matter).
+
+**Prefetch** (``prefetch``): ``llvm.prefetch`` through a numba intrinsic, for graph walks
+(``embedlab.index.hnsw``) that jump to addresses the CPU cannot guess.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# Reassociation lets LLVM split a dot product into SIMD partial sums; "contract" allows FMA.
+FM = {"reassoc", "contract"}
+
+# metric codes the kernels take: inner product, squared L2, cosine (unit rows, inner product)
+MODES = {"ip": 0, "l2": 1, "cosine": 2}
+
+# status codes the kernels return
+OK, NOT_FINITE = 0, 1
+
+
+# =========================================================================== intrinsics
+@intrinsic
+def prefetch(typingctx, arr, i):
+    """Prefetch the cache line holding ``arr[i, 0, ...]`` (``llvm.prefetch``: read, keep in all
+    cache levels). A hint only: it never faults and changes no result."""
+    if not isinstance(arr, types.Array) or not isinstance(i, types.Integer):
+        return None
+    sig = types.void(arr, i)
+
+    def codegen(context, builder, signature, args):
+        aryty, idxty = signature.args
+        ary = context.make_array(aryty)(context, builder, args[0])
+        idx = context.cast(builder, args[1], idxty, types.intp)
+        zero = context.get_constant(types.intp, 0)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary,
+                                       [idx] + [zero] * (aryty.ndim - 1), wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # (address, rw = 0: read, locality = 3: keep in every level, cache type = 1: data)
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# =========================================================================== the k best
+@njit(cache=True, nogil=True, inline="always")
+def topk_reset(sd, si):
+    """Empty selection: scores ``-inf``, ids ``-1``."""
+    for t in range(sd.shape[0]):
+        sd[t] = -np.inf
+        si[t] = -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def topk_push(sd, si, s, i):
+    """Offer candidate ``(s, i)`` to the k best kept in ``sd``/``si`` (sorted best first).
+
+    It enters when its score is higher than the worst kept one, or equal with a lower id; worse
+    entries shift down one place and the last one drops out.
+    """
+    k = sd.shape[0]
+    last = k - 1
+    if not (s > sd[last] or (s == sd[last] and i < si[last])):
+        return
+    p = last
+    while p > 0 and (s > sd[p - 1] or (s == sd[p - 1] and i < si[p - 1])):
+        sd[p] = sd[p - 1]
+        si[p] = si[p - 1]
+        p -= 1
+    sd[p] = s
+    si[p] = i
+
+
+@njit(cache=True, nogil=True, inline="always")
+def prepare_query(q, mode, out):
+    """Copy query ``q`` into ``out`` (float32): ``NOT_FINITE`` if an entry is NaN or inf; cosine
+    rows are scaled to unit length with a float64 norm, as ``base.normalize_rows`` does."""
+    ss = 0.0
+    for t in range(q.shape[0]):
+        v = q[t]
+        if not np.isfinite(v):
+            return NOT_FINITE
+        out[t] = v
+        ss += np.float64(v) * np.float64(v)
+    if mode == 2:
+        norm = np.sqrt(ss)
+        if norm > 0:
+            for t in range(q.shape[0]):
+                out[t] = np.float32(np.float64(out[t]) / norm)
+    return OK
+
+
+@njit(cache=True, nogil=True, inline="always")
+def finish(sd, si, l2, qnorm, out_d, out_i):
+    """Write the k best into the caller's output rows: scores for ip/cosine; for l2 the kept
+    scores are ``2 q.x - |x|^2``, turned back into squared distances ``|q|^2 - score``."""
+    for t in range(sd.shape[0]):
+        out_i[t] = si[t]
+        if l2:
+            out_d[t] = np.float32(max(qnorm - sd[t], 0.0)) if si[t] >= 0 else np.inf
+        else:
+            out_d[t] = np.float32(sd[t]) if si[t] >= 0 else -np.inf
+
+
+# =========================================================================== flat
+@njit(cache=True, nogil=True, fastmath=FM, inline="always")
+def _dot(x, i, q):
+    s = np.float32(0.0)
+    for t in range(q.shape[0]):
+        s += x[i, t] * q[t]
+    return s
+
+
+@njit(cache=True, nogil=True, fastmath=FM)
+def scan_rows(xb, norms, ids, a, b, q, l2, sd, si):
+    """Score rows ``a .. b - 1`` of ``xb`` against ``q`` and offer them to the k best in
+    ``sd``/``si`` under id ``ids[r]`` (``ids=None``: the row number).
+
+    Rows go four at a time, so that four independent dot products overlap in the pipeline; the
+    score is ``q.x`` (ip, cosine) or ``2 q.x - |x|^2`` (l2). The threshold test reads the worst
+    kept score once per row: most rows stop there.
+    """
+    d = q.shape[0]
+    last = sd.shape[0] - 1
+    i = a
+    while i + 4 <= b:
+        s0 = np.float32(0.0)
+        s1 = np.float32(0.0)
+        s2 = np.float32(0.0)
+        s3 = np.float32(0.0)
+        for t in range(d):
+            qt = q[t]
+            s0 += xb[i, t] * qt
+            s1 += xb[i + 1, t] * qt
+            s2 += xb[i + 2, t] * qt
+            s3 += xb[i + 3, t] * qt
+        if l2:
+            s0 = np.float32(2.0) * s0 - norms[i]
+            s1 = np.float32(2.0) * s1 - norms[i + 1]
+            s2 = np.float32(2.0) * s2 - norms[i + 2]
+            s3 = np.float32(2.0) * s3 - norms[i + 3]
+        if s0 >= sd[last]:
+            topk_push(sd, si, np.float64(s0), i if ids is None else ids[i])
+        if s1 >= sd[last]:
+            topk_push(sd, si, np.float64(s1), i + 1 if ids is None else ids[i + 1])
+        if s2 >= sd[last]:
+            topk_push(sd, si, np.float64(s2), i + 2 if ids is None else ids[i + 2])
+        if s3 >= sd[last]:
+            topk_push(sd, si, np.float64(s3), i + 3 if ids is None else ids[i + 3])
+        i += 4
+    while i < b:
+        s = _dot(xb, i, q)
+        if l2:
+            s = np.float32(2.0) * s - norms[i]
+        if s >= sd[last]:
+            topk_push(sd, si, np.float64(s), i if ids is None else ids[i])
+        i += 1
+
+
+@njit(cache=True, nogil=True, fastmath=FM)
+def flat_scan(xb, norms, q, l2, sd, si):
+    """Every stored row against ``q`` (``scan_rows`` over the whole array)."""
+    scan_rows(xb, norms, None, 0, xb.shape[0], q, l2, sd, si)
+
+
+@njit(cache=True, nogil=True)
+def _flat_query(xb, norms, q, mode, qbuf, sd, si, out_d, out_i):
+    if prepare_query(q, mode, qbuf) != OK:
+        return NOT_FINITE
+    topk_reset(sd, si)
+    flat_scan(xb, norms, qbuf, mode == 1, sd, si)
+    finish(sd, si, mode == 1, _sqnorm(qbuf), out_d, out_i)
+    return OK
+
+
+@njit(cache=True, nogil=True)
+def flat_one(xb, norms, q, mode, out_d, out_i):
+    """One query against a flat index: checks, scan, k best into ``out_d``/``out_i`` (k,)."""
+    k = out_d.shape[0]
+    return _flat_query(xb, norms, q, mode, np.empty(q.shape[0], np.float32),
+                       np.empty(k, np.float64), np.empty(k, np.int64), out_d, out_i)
+
+
+@njit(cache=True, nogil=True)
+def flat_batch(xb, norms, Q, mode, out_d, out_i):
+    """Every row of ``Q`` through the one-query scan (few queries: no matrix product pays)."""
+    k = out_d.shape[1]
+    qbuf = np.empty(Q.shape[1], np.float32)
+    sd = np.empty(k, np.float64)
+    si = np.empty(k, np.int64)
+    for r in range(Q.shape[0]):
+        st = _flat_query(xb, norms, Q[r], mode, qbuf, sd, si, out_d[r], out_i[r])
+        if st != OK:
+            return st
+    return OK
+
+
+@njit(cache=True, nogil=True)
+def push_block(ip, q0, x0, norms, l2, SD, SI):
+    """Offer a block of inner products ``ip[r, j]`` (queries ``q0 + r``, rows ``x0 + j``, from a
+    matrix product) to each query's k best (``SD``/``SI``, one row per query)."""
+    last = SD.shape[1] - 1
+    for r in range(ip.shape[0]):
+        sd = SD[q0 + r]
+        si = SI[q0 + r]
+        for j in range(ip.shape[1]):
+            s = ip[r, j]
+            if l2:
+                s = np.float32(2.0) * s - norms[x0 + j]
+            if s >= sd[last]:
+                topk_push(sd, si, np.float64(s), x0 + j)
+
+
+@njit(cache=True, nogil=True)
+def finish_batch(SD, SI, l2, Q, out_d, out_i):
+    """``finish`` for every query of a batch (``Q`` gives the l2 query norms)."""
+    for r in range(SD.shape[0]):
+        finish(SD[r], SI[r], l2, _sqnorm(Q[r]) if l2 else 0.0, out_d[r], out_i[r])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sqnorm(q):
+    s = 0.0
+    for t in range(q.shape[0]):
+        s += np.float64(q[t]) * np.float64(q[t])
+    return s
+
+
+# =========================================================================== IVF
+@njit(cache=True, nogil=True, fastmath=FM)
+def probe_lists(centroids, cnorms, q, l2, pd, pi):
+    """The ``len(pd)`` best lists for ``q``, best first (ties to the lower list number):
+    centroids ranked by ``q.c`` (ip, cosine) or ``2 q.c - |c|^2`` (l2, the nearest first)."""
+    topk_reset(pd, pi)
+    flat_scan(centroids, cnorms, q, l2, pd, pi)
+
+
+@njit(cache=True, nogil=True, fastmath=FM)
+def ivf_scan(codes, norms, ids, offsets, lists, q, l2, sd, si):
+    """Scan the rows of the given lists in place (``offsets[l] .. offsets[l + 1]``)."""
+    for p in range(lists.shape[0]):
+        lst = lists[p]
+        if lst >= 0:
+            scan_rows(codes, norms, ids, offsets[lst], offsets[lst + 1], q, l2, sd, si)
+
+
+@njit(cache=True, nogil=True)
+def ivf_one(centroids, cnorms, codes, norms, ids, offsets, q, mode, nprobe, out_d, out_i):
+    """One IVF query: rank the centroids, keep the ``nprobe`` best lists, scan them."""
+    k = out_d.shape[0]
+    return _ivf_query(centroids, cnorms, codes, norms, ids, offsets, q, mode,
+                      np.empty(q.shape[0], np.float32), np.empty(nprobe, np.float64),
+                      np.empty(nprobe, np.int64), np.empty(k, np.float64),
+                      np.empty(k, np.int64), out_d, out_i)
+
+
+@njit(cache=True, nogil=True)
+def _ivf_query(centroids, cnorms, codes, norms, ids, offsets, q, mode, qbuf, pd, pi, sd, si,
+               out_d, out_i):
+    if prepare_query(q, mode, qbuf) != OK:
+        return NOT_FINITE
+    l2 = mode == 1
+    probe_lists(centroids, cnorms, qbuf, l2, pd, pi)
+    topk_reset(sd, si)
+    ivf_scan(codes, norms, ids, offsets, pi, qbuf, l2, sd, si)
+    finish(sd, si, l2, _sqnorm(qbuf), out_d, out_i)
+    return OK
+
+
+@njit(cache=True, nogil=True)
+def ivf_batch(centroids, cnorms, codes, norms, ids, offsets, Q, mode, nprobe, out_d, out_i):
+    """Every row of ``Q`` through ``ivf_one``; returns the first bad row's status, or OK."""
+    d = Q.shape[1]
+    k = out_d.shape[1]
+    qbuf = np.empty(d, np.float32)
+    pd = np.empty(nprobe, np.float64)
+    pi = np.empty(nprobe, np.int64)
+    sd = np.empty(k, np.float64)
+    si = np.empty(k, np.int64)
+    for r in range(Q.shape[0]):
+        st = _ivf_query(centroids, cnorms, codes, norms, ids, offsets, Q[r], mode, qbuf, pd,
+                        pi, sd, si, out_d[r], out_i[r])
+        if st != OK:
+            return st
+    return OK
+
+
+# =========================================================================== PQ (8-bit codes)
+@njit(cache=True, nogil=True, fastmath=FM)
+def pq_table(books_t, q, l2, lut):
+    """ADC look-up table (Jegou et al. 2011, eq. 13) for query ``q``: ``lut[j, c]`` is the inner
+    product of sub-vector ``q_j`` with centroid ``C_j[c]`` (or their squared distance for l2).
+
+    ``books_t`` holds the codebooks as (m, dsub, ksub) float64 (``pq.books_for_kernels``), so the
+    inner loop runs over the centroids in SIMD. Each entry is summed in float64 and rounded once
+    to float32 (kept in a float64 array, where the scan adds it without conversions), as
+    ``pq.adc_tables`` does.
+    """
+    m, dsub, ksub = books_t.shape
+    for j in range(m):
+        row = lut[j]
+        for c in range(ksub):
+            row[c] = 0.0
+        for t in range(dsub):
+            qt = np.float64(q[j * dsub + t])
+            col = books_t[j, t]
+            if l2:
+                for c in range(ksub):
+                    diff = qt - col[c]
+                    row[c] += diff * diff
+            else:
+                for c in range(ksub):
+                    row[c] += qt * col[c]
+        for c in range(ksub):
+            row[c] = np.float64(np.float32(row[c]))
+
+
+@njit(cache=True, nogil=True)
+def pq_scan(codes, ids, lut, sign, bias, sd, si):
+    """Score codes ``codes[i, j]`` with ``bias + sign * sum_j lut[j, codes[i, j]]`` (the sum in
+    float64, sub-quantisers in order) and keep the k best; ``ids=None`` means the row number is
+    the id. Four codes at a time: their sums are independent, so their additions overlap."""
+    n, m = codes.shape
+    last = sd.shape[0] - 1
+    i = 0
+    while i + 4 <= n:
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for j in range(m):
+            row = lut[j]
+            s0 += row[codes[i, j]]
+            s1 += row[codes[i + 1, j]]
+            s2 += row[codes[i + 2, j]]
+            s3 += row[codes[i + 3, j]]
+        s0 = bias + sign * s0
+        s1 = bias + sign * s1
+        s2 = bias + sign * s2
+        s3 = bias + sign * s3
+        if s0 >= sd[last]:
+            topk_push(sd, si, s0, i if ids is None else ids[i])
+        if s1 >= sd[last]:
+            topk_push(sd, si, s1, i + 1 if ids is None else ids[i + 1])
+        if s2 >= sd[last]:
+            topk_push(sd, si, s2, i + 2 if ids is None else ids[i + 2])
+        if s3 >= sd[last]:
+            topk_push(sd, si, s3, i + 3 if ids is None else ids[i + 3])
+        i += 4
+    while i < n:
+        s = 0.0
+        for j in range(m):
+            s += lut[j, codes[i, j]]
+        s = bias + sign * s
+        if s >= sd[last]:
+            topk_push(sd, si, s, i if ids is None else ids[i])
+        i += 1
+
+
+@njit(cache=True, nogil=True)
+def pq_one(codebooks, codes, q, mode, out_d, out_i):
+    """One PQ query: its table, then every code (one byte per sub-code); ``codebooks`` in the
+    kernels' layout (m, dsub, ksub) float64."""
+    m, _, ksub = codebooks.shape
+    k = out_d.shape[0]
+    return _pq_query(codebooks, codes, q, mode, np.empty(q.shape[0], np.float32),
+                     np.empty((m, ksub), np.float64), np.empty(k, np.float64),
+                     np.empty(k, np.int64), out_d, out_i)
+
+
+@njit(cache=True, nogil=True)
+def _pq_query(codebooks, codes, q, mode, qbuf, lut, sd, si, out_d, out_i):
+    if prepare_query(q, mode, qbuf) != OK:
+        return NOT_FINITE
+    l2 = mode == 1
+    pq_table(codebooks, qbuf, l2, lut)
+    topk_reset(sd, si)
+    pq_scan(codes, None, lut, -1.0 if l2 else 1.0, 0.0, sd, si)
+    _finish_signed(sd, si, l2, out_d, out_i)
+    return OK
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _finish_signed(sd, si, l2, out_d, out_i):
+    """PQ keeps ``-distance`` as the score for l2: flip it back."""
+    for t in range(sd.shape[0]):
+        out_i[t] = si[t]
+        if si[t] < 0:
+            out_d[t] = np.inf if l2 else -np.inf
+        else:
+            out_d[t] = np.float32(-sd[t]) if l2 else np.float32(sd[t])
+
+
+@njit(cache=True, nogil=True)
+def pq_batch(codebooks, codes, Q, mode, out_d, out_i):
+    """Every row of ``Q`` through ``pq_one``."""
+    m, _, ksub = codebooks.shape
+    k = out_d.shape[1]
+    qbuf = np.empty(Q.shape[1], np.float32)
+    lut = np.empty((m, ksub), np.float64)
+    sd = np.empty(k, np.float64)
+    si = np.empty(k, np.int64)
+    for r in range(Q.shape[0]):
+        st = _pq_query(codebooks, codes, Q[r], mode, qbuf, lut, sd, si, out_d[r], out_i[r])
+        if st != OK:
+            return st
+    return OK
+
+
+@njit(cache=True, nogil=True)
+def pq_batch_tables(codes, luts, sign, out_d, out_i):
+    """Score every code against each query's own table ``luts[r]`` (m, ksub), e.g. the
+    symmetric (SDC) tables of ``PQIndex.search(..., symmetric=True)``."""
+    k = out_d.shape[1]
+    sd = np.empty(k, np.float64)
+    si = np.empty(k, np.int64)
+    for r in range(luts.shape[0]):
+        topk_reset(sd, si)
+        pq_scan(codes, None, luts[r], sign, 0.0, sd, si)
+        _finish_signed(sd, si, sign < 0, out_d[r], out_i[r])
+
+
+# =========================================================================== IVF-PQ
+@njit(cache=True, nogil=True)
+def ivfpq_one(centroids, cnorms, codebooks, codes, ids, offsets, q, mode, nprobe, out_d, out_i):
+    """One IVF-PQ query: see ``_ivfpq_query``."""
+    m, _, ksub = codebooks.shape
+    d = q.shape[0]
+    k = out_d.shape[0]
+    return _ivfpq_query(centroids, cnorms, codebooks, codes, ids, offsets, q, mode,
+                        np.empty(d, np.float32), np.empty(d, np.float32),
+                        np.empty(nprobe, np.float64), np.empty(nprobe, np.int64),
+                        np.empty((m, ksub), np.float64), np.empty(k, np.float64),
+                        np.empty(k, np.int64), out_d, out_i)
+
+
+@njit(cache=True, nogil=True)
+def _ivfpq_query(centroids, cnorms, codebooks, codes, ids, offsets, q, mode, qbuf, res, pd, pi,
+                 lut, sd, si, out_d, out_i):
+    """One IVF-PQ query (Jegou et al. 2011, section IV): rank the centroids, then for each probed
+    list score its residual codes. Inner products: one table for the query and the per-list
+    constant ``q.c_l`` (float64); l2: one table per list, from the query's residual ``q - c_l``."""
+    if prepare_query(q, mode, qbuf) != OK:
+        return NOT_FINITE
+    l2 = mode == 1
+    probe_lists(centroids, cnorms, qbuf, l2, pd, pi)
+    topk_reset(sd, si)
+    d = qbuf.shape[0]
+    if not l2:
+        pq_table(codebooks, qbuf, False, lut)
+    for p in range(pi.shape[0]):
+        lst = pi[p]
+        if lst < 0:
+            continue
+        a, b = offsets[lst], offsets[lst + 1]
+        if a == b:
+            continue
+        if l2:
+            for t in range(d):
+                res[t] = qbuf[t] - centroids[lst, t]
+            pq_table(codebooks, res, True, lut)
+            pq_scan(codes[a:b], ids[a:b], lut, -1.0, 0.0, sd, si)
+        else:
+            bias = 0.0
+            for t in range(d):
+                bias += np.float64(qbuf[t]) * np.float64(centroids[lst, t])
+            pq_scan(codes[a:b], ids[a:b], lut, 1.0, bias, sd, si)
+    _finish_signed(sd, si, l2, out_d, out_i)
+    return OK
+
+
+@njit(cache=True, nogil=True)
+def ivfpq_batch(centroids, cnorms, codebooks, codes, ids, offsets, Q, mode, nprobe, out_d,
+                out_i):
+    """Every row of ``Q`` through ``ivfpq_one``."""
+    m, _, ksub = codebooks.shape
+    d = Q.shape[1]
+    k = out_d.shape[1]
+    qbuf = np.empty(d, np.float32)
+    res = np.empty(d, np.float32)
+    pd = np.empty(nprobe, np.float64)
+    pi = np.empty(nprobe, np.int64)
+    lut = np.empty((m, ksub), np.float64)
+    sd = np.empty(k, np.float64)
+    si = np.empty(k, np.int64)
+    for r in range(Q.shape[0]):
+        st = _ivfpq_query(centroids, cnorms, codebooks, codes, ids, offsets, Q[r], mode, qbuf,
+                          res, pd, pi, lut, sd, si, out_d[r], out_i[r])
+        if st != OK:
+            return st
+    return OK
+
+
+# =========================================================================== numpy helpers
+def rank(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best ``scores`` (ties: lower id first): the numpy paths' selection,
+    the same rule as ``topk_push``."""
+    return np.lexsort((ids, -np.asarray(scores, dtype=np.float64)))[:k]
+
+
+def pad_results(scores: np.ndarray, ids: np.ndarray, k: int, l2: bool) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """One query's best ``(scores, ids)`` padded to ``k`` with ``-inf`` (``+inf`` for l2
+    distances) and id ``-1``."""
+    d = np.full(k, np.inf if l2 else -np.inf, dtype=np.float32)
+    i = np.full(k, -1, dtype=np.int64)
+    d[:len(scores)] = scores
+    i[:len(ids)] = ids
+    return d, i
