@@ -227,6 +227,10 @@ def run_course(profile: str, notebooks_dir: str | Path = "notebooks",
         paths = [p for p in paths if any(p.name.startswith(o) for o in only)]
     if not paths:
         raise FileNotFoundError(f"no NN_*.ipynb notebooks in {notebooks_dir}")
+    from embedlab.prepare import NEWS_USERS, prepare, report_lines
+
+    # the shared embeddings before the first notebook that reads them (resumable, timed)
+    prepared = prepare(profile) if any(p.name[:2] in NEWS_USERS for p in paths) else None
     outcomes = []
     # chapter 18 computes the ledger from the records this run's notebooks wrote before it:
     # records files older than this moment belong to an earlier run
@@ -246,6 +250,9 @@ def run_course(profile: str, notebooks_dir: str | Path = "notebooks",
         else:
             os.environ["EMBEDLAB_RUN_STARTED"] = started_before
     report = write_report(outcomes, profile, out_dir)
+    if prepared:
+        with open(report, "a", encoding="utf-8") as fh:  # and the preparation step's time
+            fh.write("\n" + "\n".join(report_lines(prepared)))
     failed = sum(not o.ok for o in outcomes)
     print(f"\nReport: {report}  ({len(outcomes) - failed} ok, {failed} failed)")
     return failed
