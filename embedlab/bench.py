@@ -101,14 +101,15 @@ def news_sentences(min_chars: int = 20) -> list[str]:
 
 
 def news_embeddings(n: int, show_progress_bar: bool = False) -> np.ndarray:
-    """MiniLM embeddings of the first ``n`` news sentences (cached chunk by chunk)."""
+    """MiniLM embeddings of the first ``n`` news sentences (cached chunk by chunk; ``embedlab data
+    prepare`` fills the cache for a profile's chapters before the course starts)."""
     from embedlab.encoders import embed_cached
 
     sentences = news_sentences()
     n = check_int(n, "n", high=len(sentences))
     chunks = [sentences[a:a + CHUNK] for a in range(0, n, CHUNK)]
     model = None
-    if not all(_embedding_cached(c) for c in chunks):  # load the model once, not per chunk
+    if not all(embedding_cached(c) for c in chunks):  # load the model once, not per chunk
         from embedlab.encoders import load_minilm
 
         model = load_minilm()
@@ -116,7 +117,7 @@ def news_embeddings(n: int, show_progress_bar: bool = False) -> np.ndarray:
     return np.concatenate(parts)[:n]
 
 
-def _embedding_cached(texts: list[str]) -> bool:
+def embedding_cached(texts: list[str]) -> bool:
     """Whether ``embed_cached`` already holds these texts (same key as its cache file)."""
     from embedlab.data import cache_dir
 
