@@ -563,6 +563,10 @@ def _handle(msg: tuple) -> tuple:
         with _AnswerMode():
             setattr(obj, name, value)
         return ("ok", None)
+    if op == "delattr":
+        with _AnswerMode():
+            delattr(msg[1], msg[2])
+        return ("ok", None)
     if op == "getitem":
         with _AnswerMode():
             return ("ok", msg[1][msg[2]])

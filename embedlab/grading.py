@@ -85,7 +85,7 @@ REFERENCE_LIBRARIES: tuple[str, ...] = ("faiss", "sklearn", "hnswlib", "scann", 
 #: compared (a three-line warm-up shares its few tokens with anything).
 COPY_THRESHOLD = 0.60
 COPY_WINDOW = 3
-COPY_MIN_TOKENS = 40
+COPY_MIN_TOKENS = 60
 
 
 class GradeError(Exception):
@@ -615,6 +615,13 @@ def _grade_one(ex_id: str, source: str, setup: list[str], timeout: float) -> dic
         return _zero(ex, str(exc))
     finally:
         box.close()
+
+
+def grade_cell(exercise_id: str, source: str, setup: list[str] | tuple = (),
+               timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    """Grade one graded cell's ``source`` (with the import cells ``setup`` above it) for
+    ``exercise_id``: ``{"id", "points", "max", "hints"}``."""
+    return _grade_one(exercise_id, source, list(setup), timeout)
 
 
 def stale_file_warning(path: str | Path) -> str | None:

@@ -166,6 +166,9 @@ class Remote:
     def __setattr__(self, name: str, value: Any) -> None:
         self._sb_box._request(("setattr", self, name, value))
 
+    def __delattr__(self, name: str) -> None:
+        self._sb_box._request(("delattr", self, name))
+
     def __getitem__(self, key: Any) -> Any:
         return self._sb_box._request(("getitem", self, key))
 

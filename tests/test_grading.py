@@ -193,10 +193,12 @@ def test_reference_uses_sees_imports_aliases_and_attributes() -> None:
     assert reference_uses("f = geo.cosine\n", setup) == ["embedlab.geometry.cosine"]
     assert reference_uses("import importlib\nm = importlib.import_module('embedlab.heap')\n") == [
         "embedlab.heap"]
-    # utilities on the allow-list stay usable
-    assert reference_uses("def f(x):\n    return geo.normalize(x)\n", setup) == []
-    assert reference_uses("from embedlab.data import load\nfrom embedlab import profiles\n") == []
-    assert "embedlab.data" in ALLOWED_FROM_EMBEDLAB
+    # only `check` may be taken from the package; the utilities are refused like the rest
+    assert reference_uses("def f(x):\n    return geo.normalize(x)\n", setup) == [
+        "embedlab.geometry.normalize"]
+    assert reference_uses("from embedlab.data import load\n") == ["embedlab.data.load"]
+    assert reference_uses("x = check\n", setup) == []
+    assert ALLOWED_FROM_EMBEDLAB == ("embedlab.grading.check", "embedlab.checks.check")
 
 
 def test_a_function_from_the_package_scores_zero_in_check(capsys) -> None:

@@ -66,6 +66,12 @@ class Exercise:
 
 _REGISTRY: dict[str, Exercise] = {}
 
+#: torch's ready-made classification losses: refused in the exercises whose point is to write a
+#: contrastive loss (a log-softmax over similarities), so the answer writes it
+TORCH_LOSSES: tuple[tuple[str, str], ...] = (
+    ("torch.nn.functional", "cross_entropy"), ("torch.nn.functional", "nll_loss"),
+    ("torch.nn", "CrossEntropyLoss"), ("torch.nn", "NLLLoss"))
+
 
 def raises(fn: Callable[..., Any], *args: Any, exc: type | tuple = ValueError) -> bool:
     """True when ``fn(*args)`` raises ``exc``; False when it returns. Any other exception

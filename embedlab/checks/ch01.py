@@ -47,7 +47,8 @@ def _glove(n: int = 50_000) -> tuple[np.ndarray, list[str]]:
 
 
 # --------------------------------------------------------------------------- 01.cosine_matrix
-cm = exercise("01.cosine_matrix", name="cosine_matrix", points=4)
+cm = exercise("01.cosine_matrix", name="cosine_matrix", points=4,
+    reference=("embedlab.geometry:cosine_matrix", "embedlab.geometry:cosine"))
 
 
 @cm.check("returns shape (len(A), len(B)) with known values: cos of 45 degrees is 0.7071")
@@ -83,7 +84,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 01.analogy
-an = exercise("01.analogy", name="solve_analogy", points=4)
+an = exercise("01.analogy", name="solve_analogy", points=4,
+    reference=("embedlab.geometry:analogy", "embedlab.geometry:most_similar"))
 
 
 @an.check("never answers with one of the three input words (exclude a, b and c)")
@@ -127,7 +129,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 01.spearman
-sp = exercise("01.spearman", name="spearman_rho", points=3)
+sp = exercise("01.spearman", name="spearman_rho", points=3,
+    reference=("embedlab.evaluation:spearman", "embedlab.evaluation:rankdata"))
 
 
 @sp.check("rho is 1 for any increasing relation and -1 for a decreasing one (ranks, not values)")

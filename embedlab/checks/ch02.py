@@ -51,7 +51,10 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 02.sgns_epoch
-epoch = exercise("02.sgns_epoch", name="sgns_epoch", points=6)
+epoch = exercise("02.sgns_epoch", name="sgns_epoch", points=6,
+    reference=("embedlab.word2vec:_train_chunk",
+               "embedlab.word2vec:_sgd_pair",
+               "embedlab.word2vec:sgd_pair_step"))
 
 
 def _topic_corpus(rng, groups=3, per_group=10, sentences=500):

@@ -18,7 +18,8 @@ def _rng() -> np.random.Generator:
 
 
 # --------------------------------------------------------------------------- 03.adagrad
-ada = exercise("03.adagrad", name="adagrad_path", points=2)
+ada = exercise("03.adagrad", name="adagrad_path", points=2,
+    reference=("embedlab.glove:_adagrad_step",))
 
 
 def _path_reference(grads, lr, x0):
@@ -48,7 +49,9 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 03.glove_epoch
-epoch = exercise("03.glove_epoch", name="glove_epoch", points=6)
+epoch = exercise("03.glove_epoch", name="glove_epoch", points=6,
+                 reference=("embedlab.glove:_adagrad_epoch", "embedlab.glove:_adagrad_step",
+                            "embedlab.glove:GloVe.fit"))
 
 
 def _problem(rng, V=30, d=6, nnz=200):
@@ -65,7 +68,13 @@ def _copy(arrays):
     return [a.copy() for a in arrays]
 
 
-def _reference(params, grad_sq, rows, cols, x, order, lr, x_max, alpha, accumulate_first=False):
+CLIP = 100.0  # glove.c's grad_clip_value
+
+
+def _reference(params, grad_sq, rows, cols, x, order, lr, x_max, alpha, accumulate_first=False,
+               clip=CLIP):
+    """glove.c's epoch written out: the word-vector gradients f(x) diff w are clipped to
+    [-clip, clip] before the learning rate multiplies them; the biases' are not."""
     W, C, b, c = params
     gW, gC, gb, gc = grad_sq
     cost = 0.0
@@ -75,7 +84,8 @@ def _reference(params, grad_sq, rows, cols, x, order, lr, x_max, alpha, accumula
         f = min(1.0, (x[t] / x_max) ** alpha)
         cost += 0.5 * f * inner * inner
         s = lr * f * inner
-        dw, dc = s * C[j], s * W[i]
+        dw = lr * np.clip(f * inner * C[j], -clip, clip)
+        dc = lr * np.clip(f * inner * W[i], -clip, clip)
         if accumulate_first:
             gW[i] += dw * dw
             gC[j] += dc * dc
@@ -148,3 +158,27 @@ def _(fn):
     assert (np.allclose(params[0], right[0][0], rtol=1e-9, atol=1e-12)
             and np.allclose(params[2], right[0][2], rtol=1e-9, atol=1e-12)), \
         "three steps on one entry do not match glove.c's"
+
+
+@epoch.check("clips each word-vector gradient component f(x) diff w to [-100, 100] before the "
+             "learning rate multiplies it, as glove.c does (grad_clip_value); the biases' step is "
+             "not clipped")
+def _(fn):
+    rng = _rng()
+    params, grad_sq, rows, cols, x = _problem(rng, V=5, d=4, nnz=6)
+    params[0] *= 400.0  # huge vectors: f(x) * diff * w runs far past 100
+    params[1] *= 400.0
+    x[:] = 500.0
+    order = rng.permutation(len(x))
+    ref_p, ref_g = _copy(params), _copy(grad_sq)
+    _reference(ref_p, ref_g, rows, cols, x, order, 0.05, 100.0, 0.75)
+    unclipped_p = _copy(params)
+    _reference(unclipped_p, _copy(grad_sq), rows, cols, x, order, 0.05, 100.0, 0.75, clip=np.inf)
+    _run(fn, params, grad_sq, rows, cols, x, order, lr=0.05)
+    if np.allclose(params[0], unclipped_p[0], rtol=1e-9):
+        raise AssertionError("the word vectors moved by the unclipped gradient: clip "
+                             "f(x) * diff * w to [-100, 100] first")
+    for name, a, b in (("W", params[0], ref_p[0]), ("W_tilde", params[1], ref_p[1]),
+                       ("grad_sq W", grad_sq[0], ref_g[0]), ("b", params[2], ref_p[2])):
+        assert np.allclose(a, b, rtol=1e-9, atol=1e-9), \
+            f"{name} differs from glove.c's clipped step"

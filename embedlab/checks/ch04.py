@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embedlab.checks import exercise
+from embedlab.checks import TORCH_LOSSES, exercise
 from embedlab.encoders import pool as _pool
 
 
@@ -27,7 +27,8 @@ def _batch(seed: int = 4):
 
 
 # --------------------------------------------------------------------------- 04.mean_pool
-mean_pool = exercise("04.mean_pool", name="mean_pool", points=3)
+mean_pool = exercise("04.mean_pool", name="mean_pool", points=3,
+    reference=("embedlab.encoders:pool",))
 
 
 @mean_pool.check("returns one vector per text, shape (B, d): the mean over the real tokens")
@@ -54,7 +55,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 04.sif
-sif = exercise("04.sif", name="sif_embedding", points=3)
+sif = exercise("04.sif", name="sif_embedding", points=3,
+    reference=("embedlab.encoders:sif_weights",))
 
 
 def _reference_sif(ids_list, vectors, counts, a):
@@ -98,7 +100,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 04.ndcg
-ndcg_ex = exercise("04.ndcg", name="ndcg_at_k", points=3)
+ndcg_ex = exercise("04.ndcg", name="ndcg_at_k", points=3,
+    reference=("embedlab.evaluation:ndcg",))
 
 
 def _fresh() -> np.random.Generator:
@@ -154,7 +157,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 04.hard_step
-hard_step = exercise("04.hard_step", name="hard_negative_step", points=3)
+hard_step = exercise("04.hard_step", name="hard_negative_step", points=3,
+    reference=("embedlab.contrastive:info_nce",), refuse_attrs=TORCH_LOSSES)
 
 
 def _tiny(seed: int, d_in: int, d_out: int) -> torch.nn.Module:
@@ -190,7 +194,7 @@ def _setup():
 def _(fn):
     seed, d_in, q, p, n, tau = _setup()
     model = _tiny(seed, d_in, 6)
-    want = float(_reference_loss(_tiny(seed, d_in, 6), q, p, n, tau))
+    want = float(_reference_loss(_tiny(seed, d_in, 6), q, p, n, tau).detach())
     got = float(fn(model, torch.optim.SGD(model.parameters(), lr=0.1), q, p, n, tau))
     assert abs(got - want) < 1e-8, f"loss {got}, expected {want}"
 
@@ -222,7 +226,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 04.evaluate
-evaluate = exercise("04.evaluate", name="evaluate_retrieval", points=6)
+evaluate = exercise("04.evaluate", name="evaluate_retrieval", points=6,
+    reference=("embedlab.evaluation:ranking_metrics", "embedlab.evaluation:ranked_metrics"))
 METRICS = ("recall@1", "recall@k", "mrr", "ndcg@k")
 
 

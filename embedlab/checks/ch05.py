@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embedlab.checks import exercise, expect_array, must_raise
+from embedlab.checks import TORCH_LOSSES, exercise, expect_array, must_raise
 
 
 def _rng() -> np.random.Generator:
@@ -18,7 +18,8 @@ def _rng() -> np.random.Generator:
 
 
 # --------------------------------------------------------------------------- 05.mining
-mining = exercise("05.mining", name="mine_hard_negatives", points=3)
+mining = exercise("05.mining", name="mine_hard_negatives", points=3,
+    reference=("embedlab.contrastive:mine_hard_negatives",))
 
 
 def _mine_brute(scores, pos, k, margin):
@@ -54,7 +55,10 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 05.train
-train = exercise("05.train", name="train_contrastive", points=6)
+train = exercise("05.train", name="train_contrastive", points=6,
+    reference=("embedlab.contrastive:train_pairs",
+               "embedlab.encoders:train_encoder"),
+    refuse_attrs=TORCH_LOSSES)
 
 
 class _World:

@@ -13,7 +13,7 @@ import copy
 import numpy as np
 import torch
 
-from embedlab.checks import exercise, expect_type, must_raise
+from embedlab.checks import TORCH_LOSSES, exercise, expect_type, must_raise
 from embedlab.encoders import TinyTransformer, Vocabulary
 
 _WORDS = ["the", "market", "fell", "rose", "court", "ruled", "team", "won", "storm", "hit",
@@ -36,7 +36,8 @@ def _texts(rng, n: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- 06.alignment
-align = exercise("06.alignment", name="alignment", points=2)
+align = exercise("06.alignment", name="alignment", points=2,
+    reference=("embedlab.contrastive:alignment",))
 
 
 def _align_ref(z1, z2, alpha):
@@ -67,7 +68,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 06.simcse_step
-step = exercise("06.simcse_step", name="simcse_step", points=6)
+step = exercise("06.simcse_step", name="simcse_step", points=6,
+    reference=("embedlab.contrastive:train_simcse",), refuse_attrs=TORCH_LOSSES)
 
 
 def _reference_step(enc, tokens, temperature, lr):

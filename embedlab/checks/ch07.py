@@ -12,7 +12,8 @@ import numpy as np
 from embedlab.checks import exercise, must_raise
 
 # --------------------------------------------------------------------------- 07.normalize_rows
-nr = exercise("07.normalize_rows", name="normalize_rows", points=3)
+nr = exercise("07.normalize_rows", name="normalize_rows", points=3,
+    reference=("embedlab.geometry:normalize",))
 
 
 @nr.check("every row gets length 1 and keeps its direction")

@@ -18,7 +18,8 @@ def _labels(result) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- 08.assign
-assign = exercise("08.assign", name="assign_step", points=3)
+assign = exercise("08.assign", name="assign_step", points=3,
+                  reference=("embedlab.index.kmeans:assign",))
 
 
 @assign.check("returns, for each row of x, the index of the nearest centroid (squared L2)")
@@ -49,7 +50,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 08.ivf
-ivf = exercise("08.ivf", name="IVF", points=6)
+ivf = exercise("08.ivf", name="IVF", points=6,
+               reference=("embedlab.index.kmeans:kmeans", "embedlab.index.ivf:IVFIndex"))
 
 
 def _data(rng, n=2000, d=12):
@@ -93,6 +95,31 @@ def _(cls):
     mine = ((x[:, None, :] - c[None]) ** 2).sum(-1).min(axis=1).sum()
     ref = KMeans(16, init="random", n_init=3, max_iter=15, random_state=0).fit(x).inertia_
     assert mine <= 1.1 * ref, f"inertia {mine:.1f} against scikit-learn's {ref:.1f}"
+
+
+def _blobs(rng, n_blobs: int, per: int, d: int, spread: float = 60.0):
+    """Well-separated blobs: k-means with k = n_blobs must end at each blob's exact mean."""
+    centres = np.zeros((n_blobs, d))
+    for j in range(n_blobs):
+        centres[j, j % d] = spread * (1 + j // d) * (1 if j % 2 == 0 else -1)
+    pts = np.concatenate([c + rng.normal(size=(per, d)) for c in centres])
+    return pts[rng.permutation(len(pts))]
+
+
+@ivf.check("the k-means update: at the end of train() every centroid is the mean of the points "
+           "nearest to it (Lloyd's fixed point, on clustered data where k-means settles), and "
+           "no cluster is empty")
+def _(cls):
+    rng = np.random.default_rng()
+    x = _blobs(rng, 6, 40, 6)
+    _, c = _built(cls, x, 5, niter=20, seed=int(rng.integers(1000)))
+    labels = ((x[:, None, :] - c[None]) ** 2).sum(-1).argmin(axis=1)
+    for j in range(5):
+        members = x[labels == j]
+        assert len(members) > 0, f"centroid {j} ends with no point: repair empty clusters"
+        assert np.allclose(c[j], members.mean(axis=0), atol=1e-6), (
+            f"centroid {j} is {np.round(c[j][:3], 3)}..., the mean of its points is "
+            f"{np.round(members.mean(axis=0)[:3], 3)}...: the update is the plain mean")
 
 
 @ivf.check("add() files every vector once, in the list of its nearest centroid (squared L2)")

@@ -46,7 +46,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 09.pq
-pq = exercise("09.pq", name="PQ", points=7)
+pq = exercise("09.pq", name="PQ", points=7,
+              reference=("embedlab.index.pq:PQIndex", "embedlab.index.pq:train_codebooks"))
 
 _D, _M, _NBITS = 32, 8, 6
 
@@ -85,6 +86,30 @@ def _codes(index, x):
     assert codes.shape == (len(x), _M), f"encode: expected shape {(len(x), _M)}, got {codes.shape}"
     assert np.issubdtype(codes.dtype, np.integer), f"codes must be integers, got {codes.dtype}"
     return codes.astype(np.int64)
+
+
+@pq.check("train(): in every subspace, each centroid that holds slices ends as their mean "
+          "(Lloyd's fixed point of the sub-quantiser's k-means, on clustered data)")
+def _(cls):
+    rng = np.random.default_rng()
+    m, n, k = 3, 240, 4
+    centres = rng.normal(size=(6, 2)) * 30.0
+    parts = [centres[rng.integers(0, 6, n)] + rng.normal(size=(n, 2)) for _ in range(m)]
+    x = np.concatenate(parts, axis=1).astype(np.float32)
+    index = cls(m, nbits=2, niter=20, seed=int(rng.integers(1000)))
+    index.train(x)
+    books = np.asarray(index.codebooks, dtype=np.float64)
+    assert books.shape == (m, k, 2), f"codebooks: expected shape {(m, k, 2)}, got {books.shape}"
+    for j in range(m):
+        sub = x[:, 2 * j:2 * j + 2].astype(np.float64)
+        near = ((sub[:, None, :] - books[j][None]) ** 2).sum(-1).argmin(axis=1)
+        held = [c for c in range(k) if (near == c).any()]
+        assert len(held) >= k - 1, f"subspace {j}: only {len(held)} of {k} centroids hold slices"
+        for c in held:
+            members = sub[near == c]
+            assert np.allclose(books[j, c], members.mean(axis=0), atol=1e-4), (
+                f"subspace {j}: centroid {c} is {np.round(books[j, c], 3)}, the mean of its "
+                f"slices {np.round(members.mean(axis=0), 3)}: the update is the plain mean")
 
 
 @pq.check("encode() picks, in every subspace, the nearest centroid of that slice (consecutive "

@@ -24,7 +24,8 @@ def _loss(x, xt, eta):
 
 
 # --------------------------------------------------------------------------- 11.loss
-loss = exercise("11.loss", name="anisotropic_loss", points=2)
+loss = exercise("11.loss", name="anisotropic_loss", points=2,
+    reference=("embedlab.index.anisotropic:anisotropic_loss",))
 
 
 @loss.check("returns eta |r_par|^2 + |r_perp|^2 per row, with r_par the part of x - x~ along x")
@@ -47,7 +48,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 11.encode
-enc = exercise("11.encode", name="anisotropic_encode", points=6)
+enc = exercise("11.encode", name="anisotropic_encode", points=6,
+    reference=("embedlab.index.anisotropic:anisotropic_encode",))
 
 _D, _M, _NBITS = 24, 6, 4
 

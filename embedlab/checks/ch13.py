@@ -12,7 +12,7 @@ import copy
 import numpy as np
 import torch
 
-from embedlab.checks import exercise, expect_array, must_raise, value_and_grads
+from embedlab.checks import TORCH_LOSSES, exercise, expect_array, must_raise, value_and_grads
 
 
 def _rng() -> np.random.Generator:
@@ -26,7 +26,8 @@ def _trunc_ref(x: np.ndarray, dim: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- 13.truncate
-trunc = exercise("13.truncate", name="truncate", points=3)
+trunc = exercise("13.truncate", name="truncate", points=3,
+    reference=("embedlab.matryoshka:truncate",))
 
 
 @trunc.check("keeps the first dim coordinates of every row and rescales each row to length 1 "
@@ -68,7 +69,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 13.mrl_step
-step = exercise("13.mrl_step", name="matryoshka_step", points=6)
+step = exercise("13.mrl_step", name="matryoshka_step", points=6,
+    reference=("embedlab.matryoshka:MatryoshkaLoss",), refuse_attrs=TORCH_LOSSES)
 
 
 def _pairs(rng, n, d_in=24, latent=6, noise=0.3):

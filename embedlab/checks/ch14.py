@@ -25,7 +25,8 @@ def _chunk(text: str, size: int, overlap: int) -> list[str]:
         start += size - overlap
 
 # --------------------------------------------------------------------------- 14.overlap_at_k
-ov = exercise("14.overlap_at_k", name="overlap_at_k", points=4)
+ov = exercise("14.overlap_at_k", name="overlap_at_k", points=4,
+    reference=("embedlab.failure:overlap_at_k",))
 
 
 @ov.check("counts shared ids in each query's top k, divided by k, averaged over queries")
@@ -64,7 +65,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 14.chunk_words
-ch = exercise("14.chunk_words", name="chunk_words", points=4)
+ch = exercise("14.chunk_words", name="chunk_words", points=4,
+    reference=("embedlab.text:chunk",))
 
 
 @ch.check("makes windows of `size` words stepping by size - overlap (the docstring's example)")
@@ -99,7 +101,8 @@ def _(fn):
     assert raises(fn, "a b c", 0, 0), "size 0 must raise"
     assert raises(fn, "   ", 3, 1), "an empty document must raise"
 # --------------------------------------------------------------------------- 14.migration
-mig = exercise("14.migration", name="MigrationExecutor", points=8)
+mig = exercise("14.migration", name="MigrationExecutor", points=8,
+    reference=("embedlab.failure:Migration", "embedlab.failure:Backfill"))
 
 
 class _Crash(RuntimeError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from embedlab.checks import exercise, raises, value_and_grads
+from embedlab.checks import TORCH_LOSSES, exercise, raises, value_and_grads
 
 
 def _pair(seed: int, b: int = 6, d: int = 5):
@@ -39,7 +39,10 @@ def in_batch_softmax_loss(u, v, log_q, temperature):
 
 
 # --------------------------------------------------------------------------- 15.symmetric_loss
-sym = exercise("15.symmetric_loss", name="symmetric_loss", points=4)
+sym = exercise("15.symmetric_loss", name="symmetric_loss", points=4,
+    reference=("embedlab.twotower:two_tower_loss",
+               "embedlab.contrastive:info_nce"),
+    refuse_attrs=TORCH_LOSSES)
 
 
 @sym.check("equals the mean of the image->text and text->image cross-entropies (cosine / tau)")
@@ -87,7 +90,8 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 15.logq_loss
-logq = exercise("15.logq_loss", name="logq_loss", points=4)
+logq = exercise("15.logq_loss", name="logq_loss", points=4,
+    reference=("embedlab.twotower:in_batch_softmax_loss",), refuse_attrs=TORCH_LOSSES)
 
 
 def _logq(b: int, seed: int) -> torch.Tensor:
@@ -130,7 +134,10 @@ def _(fn):
 
 
 # --------------------------------------------------------------------------- 15.logq_trainer
-trainer = exercise("15.logq_trainer", name="LogQTrainer", points=8)
+trainer = exercise("15.logq_trainer", name="LogQTrainer", points=8,
+    reference=("embedlab.twotower:train_recommender",
+               "embedlab.twotower:in_batch_softmax_loss"),
+    refuse_attrs=TORCH_LOSSES)
 
 
 class _Tiny(torch.nn.Module):
