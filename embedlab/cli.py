@@ -80,10 +80,12 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("doctor", help="versions, threads, CUDA, data cache")
 
-    d = sub.add_parser("data", help="list or fetch the datasets")
-    d.add_argument("action", choices=["list", "fetch"])
+    d = sub.add_parser("data", help="list or fetch the datasets; prepare the shared embeddings")
+    d.add_argument("action", choices=["list", "fetch", "prepare"])
     d.add_argument("names", nargs="*")
     d.add_argument("--quiet", action="store_true")
+    d.add_argument("--profile", default=os.environ.get("EMBEDLAB_PROFILE", "standard"),
+                   help="prepare: the profile whose chapters' shared data to compute")
 
     sub.add_parser("bench", help="run every script in benchmarks/")
 
@@ -131,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "data":
         from embedlab import data
 
+        if args.action == "prepare":
+            from embedlab.prepare import prepare, report_lines
+
+            rec = prepare(args.profile, quiet=args.quiet)
+            print(report_lines(rec)[2])
+            return 0
         if args.action == "list":
             for name, entry in data.REGISTRY.items():
                 print(f"{name:<18} {entry.kind:<8} {entry.description}")
