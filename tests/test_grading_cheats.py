@@ -287,7 +287,7 @@ def test_the_packages_body_pasted() -> None:
     assert "embedlab/glove.py" in res["hints"][0], res["hints"]
 
 
-# --------------------------------------------------------------------------- the grade is the grader's
+# ------------------------------------------------------------------- the grade is the grader's
 def test_a_forged_result_file_scores_zero() -> None:
     cheat = textwrap.dedent("""\
         import json, os, sys, glob
