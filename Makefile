@@ -23,6 +23,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@touch $@
 
 course: setup
+	$(BIN)/embedlab data prepare --profile $(PROFILE)
 	$(BIN)/embedlab course --profile $(PROFILE)
 
 test: setup
@@ -32,6 +33,7 @@ test: setup
 # JupyterLab at the repository root (chapters, exercises and solutions in the file browser) on the
 # `embedlab` kernel; port 8888, or a free one (it says which) when 8888 is busy: LAB_PORT=9000 make lab
 lab: setup
+	$(BIN)/embedlab data prepare --profile $(PROFILE)
 	$(BIN)/python -m embedlab.lab
 
 # The course book: a static site in build/book/ from the executed notebooks of the last `make course`;
