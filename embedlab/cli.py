@@ -1,4 +1,5 @@
-"""The ``embedlab`` command: course, grade, exercises, doctor, data, bench, book, clean."""
+"""The ``embedlab`` command: course, grade, exercises, doctor, data, bench, book, clean,
+capstone."""
 
 from __future__ import annotations
 
@@ -96,6 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     cl = sub.add_parser("clean", help="strip outputs and metadata from notebooks")
     cl.add_argument("paths", nargs="+")
 
+    cap = sub.add_parser("capstone", help="score a capstone notebook on the sealed queries")
+    cap.add_argument("action", choices=["score"])
+    cap.add_argument("path", help="the capstone notebook, e.g. exercises/20_capstone.ipynb")
+    cap.add_argument("--profile", default=None, help="ci | standard | full (default: "
+                     "$EMBEDLAB_PROFILE, else standard)")
+    cap.add_argument("--out", default="build/capstone", help="where history.json and the plot go")
+    cap.add_argument("--no-baselines", action="store_true", help="skip the three baselines")
+    cap.add_argument("--warm-cache", action="store_true",
+                     help="build with the data cache as it is (build_s is then not a cold build)")
+
     args = p.parse_args(argv)
 
     if args.cmd == "course":
@@ -166,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             if rc:
                 return rc
         return 0
+    if args.cmd == "capstone":
+        from embedlab.capstone import main_score
+
+        return main_score(args.path, args.profile, args.out, not args.no_baselines,
+                          not args.warm_cache)
     if args.cmd == "clean":
         from embedlab.course import clean_file
 
