@@ -1,7 +1,8 @@
-"""embedlab.scale: the heap merge of shard results, the atomic resumable writer, faults on a
-real two-worker Dask cluster (a killed worker, a corrupt partition, an unreachable scheduler),
-and sharded IVF-PQ search equal to the single index. A hashing encoder stands in for MiniLM so
-the cluster tests need no model."""
+"""embedlab.scale: the heap merge of shard results, the atomic resumable writer, the storage
+probe, faults on a real two-worker Dask cluster (a killed worker, a corrupt partition, a killed
+shard worker, an unreachable scheduler), tasks that ship bytes instead of paths, worker-count
+rows that use the workers they name, and sharded IVF-PQ search equal to the single index. A
+hashing encoder stands in for MiniLM so the cluster tests need no model."""
 
 import functools
 import inspect
@@ -56,30 +57,41 @@ def test_merge_matches_a_global_sort_and_pads_with_minus_one() -> None:
 def test_partitions_round_trip_and_atomic_write_leaves_no_part(tmp_path, monkeypatch) -> None:
     paths = scale.write_text_partitions(TEXTS, tmp_path / "in", 40)
     assert [scale.part_id(p) for p in paths] == [0, 1, 2]
-    info = scale.embed_partition(str(paths[1]), str(tmp_path / "out"),
-                                 encode=scale.hashing_encoder)
+    info = scale.embed_partition(paths[1], str(tmp_path / "out"), encode=scale.hashing_encoder)
     assert info["n"] == 40 and not info["skipped"]
     ids, vecs = scale.read_embeddings(tmp_path / "out")
     assert np.array_equal(ids, np.arange(40, 80))
     assert np.allclose(vecs, scale.hashing_encoder(TEXTS[40:80]))
     # a second call skips the written part (resumable)
-    assert scale.embed_partition(str(paths[1]), str(tmp_path / "out"),
+    assert scale.embed_partition(paths[1], str(tmp_path / "out"),
                                  encode=scale.hashing_encoder)["skipped"]
 
     # a writer that dies mid-write leaves neither a part nor a temporary file
     import pyarrow.parquet as pq
 
     def dying(table, where):
-        open(where, "wb").write(b"half a file")
+        where.write(b"half a file")
         raise OSError("disk gone")
 
     monkeypatch.setattr(pq, "write_table", dying)
     with pytest.raises(OSError):
-        scale.embed_partition(str(paths[2]), str(tmp_path / "out"), encode=scale.hashing_encoder)
+        scale.embed_partition(paths[2], str(tmp_path / "out"), encode=scale.hashing_encoder)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part-00001.parquet"]
     # a stray temporary file (a killed process) is not taken for a part
     (tmp_path / "out" / ".part-00002.parquet.abc.tmp").write_bytes(b"x")
     assert list(scale.list_parts(tmp_path / "out")) == [1]
+
+
+def test_urls_work_through_fsspec(tmp_path) -> None:
+    url = f"file://{tmp_path}/store"
+    scale.write_text_partitions(TEXTS, scale.join(url, "in"), 50)
+    found = scale.list_parts(scale.join(url, "in"))
+    assert list(found) == [0, 1] and all(u.startswith("file://") for u in found.values())
+    info = scale.embed_partition(found[0], scale.join(url, "out"), encode=scale.hashing_encoder)
+    assert info["n"] == 50
+    assert (tmp_path / "store" / "out" / "part-00000.parquet").exists()
+    data = scale.table_to_bytes(__import__("pyarrow").table({"id": [1], "text": ["a b"]}))
+    assert scale.table_from_bytes(data).column("text").to_pylist() == ["a b"]
 
 
 def test_bad_input_is_rejected(tmp_path) -> None:
@@ -103,6 +115,40 @@ def test_unreachable_scheduler_fails_fast_naming_the_address(monkeypatch) -> Non
 
 
 # ----------------------------------------------------------------------------- the cluster
+def test_storage_probe_and_pinned_threads(client, tmp_path) -> None:
+    names = scale.check_storage(client, tmp_path / "shared")
+    assert sorted(names) == scale.workers(client)
+    assert not list((tmp_path / "shared").iterdir())            # the probe is removed
+    report = client.run(scale.thread_report)
+    assert all(r["OMP_NUM_THREADS"] == "1" and r["blas_threads"] == 1 for r in report.values())
+    # the client's in-memory filesystem is a storage no worker reaches (another process)
+    t0 = time.perf_counter()
+    with pytest.raises(scale.StorageUnreachable) as err:
+        scale.check_storage(client, "memory://embedlab-client-only", timeout=30)
+    assert time.perf_counter() - t0 < 30
+    for addr in scale.workers(client):
+        assert addr in str(err.value)
+    assert "EMBEDLAB_STORAGE" in str(err.value) and "FileNotFoundError" in str(err.value)
+
+
+def test_rows_use_the_workers_they_name_and_shipping_bytes_matches(client, tmp_path) -> None:
+    scale.write_text_partitions(TEXTS, tmp_path / "in", 12)
+    addrs = scale.workers(client)
+    one = scale.embed_corpus(client, tmp_path / "in", tmp_path / "one",
+                             encode=scale.hashing_encoder, restrict=addrs[:1])
+    assert one.n_workers == 1 and one.workers_used == addrs[:1]
+    two = scale.embed_corpus(client, tmp_path / "in", tmp_path / "two",
+                             encode=functools.partial(scale.hashing_encoder, seconds=0.2),
+                             restrict=addrs[:2])
+    assert two.n_workers == 2 and two.workers_used == addrs[:2]
+    shipped = scale.embed_corpus(client, tmp_path / "in", tmp_path / "shipped",
+                                 encode=scale.hashing_encoder, ship=True)
+    assert shipped.done == list(range(8)) and all("table" not in t for t in shipped.tasks)
+    a = scale.read_embeddings(tmp_path / "one")
+    b = scale.read_embeddings(tmp_path / "shipped")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
 def test_resume_corrupt_partition_and_killed_worker(client, tmp_path) -> None:
     scale.write_text_partitions(TEXTS, tmp_path / "in", 8)  # 12 partitions
     slow = functools.partial(scale.hashing_encoder, seconds=0.25)
@@ -131,25 +177,29 @@ def test_resume_corrupt_partition_and_killed_worker(client, tmp_path) -> None:
     assert bad.done == [p for p in range(12) if p != 5]
 
 
-def test_sharded_search_equals_the_single_index(client, tmp_path) -> None:
+def _vector_parts(folder, x):
     import pyarrow as pa
 
+    for p in range(6):
+        rows = slice(200 * p, 200 * (p + 1))
+        emb = pa.FixedSizeListArray.from_arrays(pa.array(x[rows].ravel()), x.shape[1])
+        scale.write_atomic(pa.table({"id": np.arange(len(x))[rows], "embedding": emb}),
+                           scale.part_path(folder, p))
+
+
+def test_sharded_search_equals_the_single_index(client, tmp_path) -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(1200, 32)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     q = x[:25] + 0.1 * rng.normal(size=(25, 32)).astype(np.float32)
-    for p in range(6):
-        rows = slice(200 * p, 200 * (p + 1))
-        emb = pa.FixedSizeListArray.from_arrays(pa.array(x[rows].ravel()), 32)
-        scale.write_atomic(pa.table({"id": np.arange(1200)[rows], "embedding": emb}),
-                           scale.part_path(tmp_path, p))
+    _vector_parts(tmp_path, x)
     truth = np.argsort(-(q @ x.T), axis=1)[:, :10]
     for kind in ("ours", "faiss"):
         tmpl = scale.train_template(x, kind, nlist=16, m=8, nbits=6)
         shards = scale.build_shards(client, tmp_path, tmpl)
         assert [i["ntotal"] for i in scale.shard_infos(client, shards)] == [600, 600]
         D, I, timing = scale.sharded_search(client, shards, q, 10, nprobe=4)  # noqa: E741
-        single = scale.Shard(tmpl, [str(scale.part_path(tmp_path, p)) for p in range(6)])
+        single = scale.Shard(tmpl, list(scale.list_parts(tmp_path).values()))
         Ds, Is, _ = single.search(q, 10, 4)
         assert np.allclose(D, Ds, atol=1e-5)  # the same scores, rank by rank
         if kind == "ours":  # ties broken by the lower id on both sides; faiss's order is its own
@@ -159,3 +209,19 @@ def test_sharded_search_equals_the_single_index(client, tmp_path) -> None:
         # k beyond a shard's size: what exists, then -1 (nprobe = nlist scans everything)
         _, Ik, _ = scale.sharded_search(client, shards, q[:2], 1300, nprobe=16)
         assert (Ik[:, :1200] >= 0).all() and (Ik[:, 1200:] == -1).all()
+
+
+def test_a_shard_whose_worker_dies_is_rebuilt_and_answers_the_same(client, tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1200, 32)).astype(np.float32)
+    _vector_parts(tmp_path, x)
+    shards = scale.build_shards(client, tmp_path, scale.train_template(x, nlist=16, m=8,
+                                                                       nbits=6))
+    before = scale.sharded_search(client, shards, x[:20], 10, nprobe=4)
+    victim = shards.holders(client)[0]
+    scale.kill_worker(client, victim)
+    after = scale.sharded_search(client, shards, x[:20], 10, nprobe=4, timeout=120)
+    assert np.array_equal(before[1], after[1]) and np.array_equal(before[0], after[0])
+    infos = scale.shard_infos(client, shards)
+    assert infos[0]["built_by"] != victim and victim not in scale.workers(client)
+    assert [i["ntotal"] for i in infos] == [600, 600]
