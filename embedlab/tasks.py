@@ -28,8 +28,8 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 
 N_TEST = 800
 
-__all__ = ["N_TEST", "evaluate", "lee_task", "news_pairs", "news_split", "retrieval_per_query",
-           "retrieval_task"]
+__all__ = ["N_TEST", "evaluate", "lee_paired_bootstrap", "lee_task", "news_pairs", "news_split",
+           "retrieval_per_query", "retrieval_task"]
 
 
 def news_pairs():
@@ -124,6 +124,42 @@ def lee_task(embed: Embed) -> dict[str, float]:
     x = _embed(embed, list(docs), "embed")
     iu = np.triu_indices(len(docs), k=1)
     return {"spearman": spearman(human[iu], (x @ x.T)[iu]), "n_pairs": int(len(iu[0]))}
+
+
+def lee_paired_bootstrap(embed_a: Embed, embed_b: Embed, *, n_boot: int = 2000,
+                         level: float = 0.95, seed: int = 0):
+    """Model A's Lee Spearman minus model B's, with a paired bootstrap interval over documents.
+
+    The rated pairs share documents, so they are not independent items: the bootstrap resamples
+    the documents with replacement (a cluster bootstrap; Efron and Tibshirani 1993, ch. 16) and
+    recomputes both Spearman correlations on the pairs among the drawn documents (a document
+    drawn twice is not paired with itself). Returns an :class:`embedlab.stats.Interval` whose
+    ``n`` is the number of documents."""
+    from embedlab import data
+    from embedlab.stats import Interval
+
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if int(n_boot) < 100:
+        raise ValueError(f"n_boot must be at least 100, got {n_boot}")
+    docs, human = data.load("lee")
+    xa, xb = _embed(embed_a, list(docs), "embed_a"), _embed(embed_b, list(docs), "embed_b")
+    ca, cb = xa @ xa.T, xb @ xb.T
+    human = np.triu(human, 1) + np.triu(human, 1).T      # the file stores the upper triangle
+    n = len(docs)
+    iu = np.triu_indices(n, k=1)
+    estimate = spearman(human[iu], ca[iu]) - spearman(human[iu], cb[iu])
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(int(n_boot))
+    for b in range(int(n_boot)):
+        idx = rng.integers(0, n, size=n)
+        i, j = idx[iu[0]], idx[iu[1]]
+        keep = i != j
+        i, j = i[keep], j[keep]
+        diffs[b] = spearman(human[i, j], ca[i, j]) - spearman(human[i, j], cb[i, j])
+    a = (1.0 - level) / 2.0
+    lo, hi = np.quantile(diffs, [a, 1.0 - a])
+    return Interval(float(estimate), float(lo), float(hi), level, n)
 
 
 def evaluate(embed: Embed, n: int | None = None, max_chars: int | None = None,

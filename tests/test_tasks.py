@@ -108,6 +108,34 @@ def test_lee_task_known_extremes():
     assert abs(tasks.lee_task(lambda t: rng.normal(size=(len(t), 64)))["spearman"]) < 0.15
 
 
+def test_lee_paired_bootstrap():
+    from embedlab import data
+
+    docs, human = data.load("lee")
+    lookup = {d: i for i, d in enumerate(docs)}
+    sym = np.triu(human, 1) + np.triu(human, 1).T
+    w, v = np.linalg.eigh(sym + 50 * np.eye(50))
+    root = v * np.sqrt(w)
+
+    def oracle(texts):
+        return root[[lookup[t] for t in texts]]
+
+    rng = np.random.default_rng(3)
+    noise = rng.normal(size=(50, 64))
+
+    def random(texts):
+        return noise[[lookup[t] for t in texts]]
+
+    iv = tasks.lee_paired_bootstrap(oracle, random, n_boot=300)
+    expect = tasks.lee_task(oracle)["spearman"] - tasks.lee_task(random)["spearman"]
+    assert abs(iv.estimate - expect) < 1e-12 and iv.n == 50
+    assert iv.lo > 0.5 and iv.lo <= iv.estimate <= iv.hi
+    same = tasks.lee_paired_bootstrap(oracle, oracle, n_boot=100)
+    assert same.estimate == same.lo == same.hi == 0.0
+    with pytest.raises(ValueError, match="n_boot"):
+        tasks.lee_paired_bootstrap(oracle, random, n_boot=10)
+
+
 def test_truncate_text():
     assert tasks.truncate_text("alpha beta gamma", 12) == "alpha beta"
     assert tasks.truncate_text("alpha", None) == "alpha"
