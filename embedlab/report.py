@@ -720,12 +720,13 @@ def _item_19(ev: Evidence) -> None:
         c = p.figure("recommend() at 1M, 10M, 1B with measured recall",
                      ev.record("ch18.index_choices"))
         want = {"1000000": ("flat", "hnsw"), "10000000": ("hnsw",), "1000000000": ("ivfpq",)}
-        off = [f"{n} -> {c[n]['index']}" for n, ok in want.items() if c[n]["index"] not in ok]
+        off = [f"{int(n):,} ({c[n]['index']}, not {' or '.join(ok)})" for n, ok in want.items()
+               if c[n]["index"] not in ok]
         p.judge(HOLDS if not off else PARTLY if len(off) < len(want) else FAILS,
                 "with the recall each index reached on this run's curves, recommend() picks "
                 + ", ".join(f"{c[n]['index']} ({c[n]['shards']} machine(s)) at {int(n):,}"
                             for n in want)
-                + ("" if not off else f"; the table says otherwise for {', '.join(off)}"))
+                + ("" if not off else f"; the table says otherwise at {', '.join(off)}"))
 
 
 # --- Vector databases ---------------------------------------------------------------------------
@@ -910,11 +911,12 @@ def _item_28(ev: Evidence) -> None:
 def _item_29(ev: Evidence) -> None:
     with ev.part("a size-k heap returns the k closest") as p:
         h = p.figure("heap against sorting", ev.record("ch18.k_closest_heap"))
-        ok = h["agrees_with_sort"] and h["heap_ops_k10"] <= 2 * h["expected_ops_k10"]
-        p.judge(HOLDS if ok else FAILS,
-                f"equal to sorting for k in {h['ks']} on {h['n']:,} points, with "
-                f"{h['heap_ops_k10']:,} heap operations for k = 10 (about k(1 + ln(n/k)) = "
-                f"{h['expected_ops_k10']:,.0f} expected)")
+        near = (abs(h["replacements_k10"] - h["expected_replacements_k10"])
+                <= 4 * h["sd_replacements_k10"])
+        p.judge(HOLDS if h["agrees_with_sort"] and near else FAILS,
+                f"equal to sorting for k in {h['ks']} on {h['n']:,} points; for k = 10 the root "
+                f"is replaced {h['replacements_k10']:,} times, against k(H_n - H_k) = "
+                f"{h['expected_replacements_k10']:,.1f} expected in random order")
     with ev.part("the same selection as an ANN scan") as p:
         c = ev.claim("ch17.heap_is_scan_selection")
         p.figure("ch17.heap_is_scan_selection", c["text"])

@@ -165,6 +165,18 @@ def test_item_18_scann_best_is_a_speed_ratio_at_one_recall() -> None:
     assert _row(_scann(None, 1000), item=18)["verdict"] == report.FAILS
 
 
+def test_item_29_compares_the_heap_with_sorting_and_its_expected_replacements() -> None:
+    heap = {"n": 2000, "ks": [1, 10, 100], "agrees_with_sort": True, "replacements_k10": 45,
+            "expected_replacements_k10": 52.5, "sd_replacements_k10": 6.6}
+    scan = {"ch17.heap_is_scan_selection": {"holds": True, "text": "same as faiss"}}
+    assert _row({"ch18.k_closest_heap": heap}, scan, item=29)["verdict"] == report.HOLDS
+    far = dict(heap, replacements_k10=2000)             # a heap touched on every point
+    assert _row({"ch18.k_closest_heap": far}, scan, item=29)["verdict"] == report.PARTLY
+    wrong = dict(heap, agrees_with_sort=False)
+    scan_fails = {"ch17.heap_is_scan_selection": {"holds": False, "text": "differs"}}
+    assert _row({"ch18.k_closest_heap": wrong}, scan_fails, item=29)["verdict"] == report.FAILS
+
+
 def test_items_the_course_cannot_measure_say_so_with_their_figures() -> None:
     r = _row({"ch18.checklist": {"cosine": True, "heap": True}}, item=30)
     assert r["verdict"] == report.NOT_MEASURABLE and "2 of 2" in r["reason"]
