@@ -38,9 +38,14 @@ def test_retrieval_metrics_bad_input():
 
 
 def test_news_split_is_fixed_and_disjoint():
+    from embedlab import data
+
     train, test = tasks.news_split()
-    assert len(test) == tasks.N_TEST and len(train) > 2500
+    assert len(test) == tasks.N_TEST and len(train) == len(tasks.news_pairs()) - tasks.N_TEST
+    assert len(train) > 2000
     assert not set(train.article_id) & set(test.article_id)
+    # the capstone's sealed headlines are in neither split
+    assert not set(data.sealed_ids()) & (set(train.article_id) | set(test.article_id))
     again = tasks.news_split()[1]
     assert again.article_id.tolist() == test.article_id.tolist()
     assert (test.title.str.len() > 0).all() and not test.title.duplicated().any()
