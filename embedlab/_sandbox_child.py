@@ -415,14 +415,35 @@ def _apply_module_state(mod, state: dict) -> None:
             m.training = state["training"][n]
 
 
+_SENT: dict[int, bytes] = {}  # the last state of each shared container sent back
+
+
+def _changed(mid: int, state: object) -> bool:
+    blob = pickle.dumps(_wire(state), protocol=5) if not _has_refs(state) else b""
+    if blob and _SENT.get(mid) == blob:
+        return False
+    _SENT[mid] = blob
+    return True
+
+
+def _has_refs(state: object) -> bool:
+    try:
+        pickle.dumps(state, protocol=5)
+    except Exception:
+        return True
+    return False
+
+
 def _mirror_states() -> dict:
     torch = sys.modules.get("torch")
     out = {}
     for mid, obj in MIRRORS.items():
         if type(obj) is dict:
-            out[mid] = ("dict", dict(obj))
+            if _changed(mid, obj):
+                out[mid] = ("dict", dict(obj))
         elif type(obj) is list:
-            out[mid] = ("list", list(obj))
+            if _changed(mid, obj):
+                out[mid] = ("list", list(obj))
         elif torch is not None and isinstance(obj, torch.nn.Module):
             out[mid] = ("module", _module_state(obj))
         else:
