@@ -328,7 +328,9 @@ if EXECUTED:  # defined only where executed copies exist, so nothing is ever ski
     def test_executed_chapter_shows_a_figure(path: Path) -> None:
         """Runs over the executed copies ``tests/test_notebooks.py`` left in build/papermill/."""
         assert shows_a_figure(nbformat.read(path, as_version=4)), (
-            f"build/papermill/{path.name}: no image among the outputs of the executed chapter")
+            f"build/papermill/{path.name}: no image among the outputs of the executed chapter "
+            "(when no executed copy has one, the kernel drew with a non-inline matplotlib "
+            "backend: MPLBACKEND=Agg in the environment papermill's kernel inherits)")
 
 
 def test_long_cell_allow_list_is_used_and_reasoned() -> None:
