@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from embedlab.index.base import Index, as_matrix, check_int, raise_status
+from embedlab.index.base import MODE_CODES, Index, as_matrix, check_int, raise_status
 from embedlab.index.kernels import NOT_FINITE, OK, prefetch, prepare_query
 
 # =========================================================================== compiled kernels
@@ -355,17 +355,25 @@ def _knn_search(x, q, k, ef, g, state, l2, visited, tag, ck, ci, wk, wi, fresh, 
 
 
 @njit(cache=True, nogil=True)
-def _search_rows(x, Q, k, ef, g, state, mode, visited, tag, ck, ci, wk, wi, out_d, out_i, hops,
-                 ndis):
+def _search_rows(x, Q, k, ef, links0, count0, up_links, up_count, up_off, state, mode, visited,
+                 tag, keys, vals, out_d, out_i, stats):
     """Every row of ``Q`` (raw queries: checked, and normalised for cosine, here), results as
     the index returns them: squared distances for l2, inner products otherwise, id -1 and
-    +inf / -inf where fewer than k points exist. Returns ``(status, tag)``."""
+    +inf / -inf where fewer than k points exist. ``keys``/``vals`` hold the candidate heap
+    (the first ``n + 1`` entries) and the beam W (the rest); ``stats[0, r]``, ``stats[1, r]``
+    get query r's hops and distance count. Returns ``(status, tag)``.
+
+    The arguments are plain arrays (no tuples): a call's cost in Python grows with the number and
+    kind of its arguments, and for one query that cost is part of the latency."""
+    g = (links0, count0, up_links, up_count, up_off)
+    n1 = x.shape[0] + 1
+    ck, ci, wk, wi = keys[:n1], vals[:n1], keys[n1:], vals[n1:]
     l2 = mode == 1
     qbuf = np.empty(x.shape[1], np.float32)
-    fresh = np.empty(g[0].shape[1] + 2, np.int32)
-    fresh_d = np.empty(g[0].shape[1] + 2, np.float32)
+    fresh = np.empty(links0.shape[1] + 2, np.int32)
+    fresh_d = np.empty(links0.shape[1] + 2, np.float32)
     dist = np.empty(k, np.float32)
-    stats = np.zeros(2, np.int64)
+    counts = np.zeros(2, np.int64)
     for r in range(Q.shape[0]):
         if prepare_query(Q[r], mode, qbuf) != OK:
             return NOT_FINITE, tag
@@ -373,14 +381,14 @@ def _search_rows(x, Q, k, ef, g, state, mode, visited, tag, ck, ci, wk, wi, out_
             dist[t] = np.inf
             out_i[r, t] = -1
         tag = _knn_search(x, qbuf, k, ef, g, state, l2, visited, tag, ck, ci, wk, wi, fresh,
-                          fresh_d, dist, out_i[r], stats)
+                          fresh_d, dist, out_i[r], counts)
         for t in range(k):
             if l2:
                 out_d[r, t] = dist[t]
             else:
                 out_d[r, t] = -dist[t] if out_i[r, t] >= 0 else -np.inf
-        hops[r] = stats[0]
-        ndis[r] = stats[1]
+        stats[0, r] = counts[0]
+        stats[1, r] = counts[1]
     return OK, tag
 
 
@@ -490,19 +498,20 @@ class HNSWIndex(Index):
         * the visited marks, uint16: a point counts as visited when its mark equals the current
           search's tag, and each search takes a fresh tag, so a search costs what it visits, not
           an O(n) clearing (``_next_tag`` clears the array once every 65,535 searches);
-        * the candidate heap (room for every point) and the beam W (``ef`` + 2).
+        * the candidate heap (room for every point) followed by the beam W (``ef`` + 2), keys
+          and ids.
 
         They are made again only when the index has grown or a wider beam is asked for.
         """
         key = threading.get_ident()
         buf = self._pool.get(key)
         n = self.ntotal
-        if buf is None or buf[0].shape[0] != n:
-            buf = [np.zeros(n, np.uint16), 0, np.empty(n + 1, np.float32),
-                   np.empty(n + 1, np.int32), np.empty(0, np.float32), np.empty(0, np.int32)]
+        if buf is None or buf[0].shape[0] != n or buf[2].shape[0] < n + ef + 3:
+            size = n + 1 + max(ef, 64) + 2
+            buf = [np.zeros(n, np.uint16) if buf is None or buf[0].shape[0] != n else buf[0],
+                   0 if buf is None or buf[0].shape[0] != n else buf[1],
+                   np.empty(size, np.float32), np.empty(size, np.int32)]
             self._pool[key] = buf
-        if buf[4].shape[0] < ef + 2:
-            buf[4], buf[5] = np.empty(ef + 2, np.float32), np.empty(ef + 2, np.int32)
         return buf
 
     @property
@@ -517,7 +526,7 @@ class HNSWIndex(Index):
 
     def _reset(self) -> None:
         self._pool: dict[int, list] = {}
-        self._stats = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self._stats = np.zeros((2, 0), np.int64)
         self._x = np.zeros((0, self.dim), dtype=np.float32)
         self._levels = np.zeros(0, dtype=np.int32)
         self._links0 = np.zeros((0, 2 * self.M), dtype=np.int32)
@@ -531,11 +540,10 @@ class HNSWIndex(Index):
     def last_search_stats(self) -> dict[str, np.ndarray]:
         """Per query of the last search: ``hops`` (points expanded) and ``ndis`` (distances
         computed)."""
-        return {"hops": self._stats[0], "ndis": self._stats[1]}
+        return {"hops": self._stats[0].copy(), "ndis": self._stats[1].copy()}
 
     def _run(self, q: np.ndarray, k: int, ef: int, mode: int) -> tuple[np.ndarray, np.ndarray]:
-        if ef < k or ef != int(ef):
-            ef = check_int(ef, "ef")
+        if ef < k:
             raise ValueError(f"ef must be >= k (the beam must hold k results), got ef={ef}, "
                              f"k={k}")
         if self.ntotal == 0:
@@ -543,13 +551,14 @@ class HNSWIndex(Index):
         nq = q.shape[0]
         D = np.empty((nq, k), np.float32)
         I = np.empty((nq, k), np.int64)  # noqa: E741
-        hops, ndis = np.empty(nq, np.int64), np.empty(nq, np.int64)
+        stats = np.empty((2, nq), np.int64)
         buf = self._buffers(ef)
-        status, buf[1] = _search_rows(self._x, q, k, ef, self._graph, self._state_arr, mode,
-                                      buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], D, I,
-                                      hops, ndis)
+        status, buf[1] = _search_rows(self._x, q, k, ef, self._links0, self._count0,
+                                      self._up_links, self._up_count, self._up_off,
+                                      self._state_arr, mode, buf[0], buf[1], buf[2], buf[3], D,
+                                      I, stats)
         raise_status(status, "q")
-        self._stats = (hops, ndis)
+        self._stats = stats
         return D, I
 
     _has_one = True
@@ -560,7 +569,7 @@ class HNSWIndex(Index):
             raise TypeError(f"HNSWIndex.search got unexpected arguments {sorted(kwargs)}")
         if type(ef) is not int:
             ef = check_int(ef, "ef")
-        return self._run(q[None], k, ef, self._mode)
+        return self._run(q.reshape(1, -1), k, ef, MODE_CODES[self.metric])
 
     def _search(self, q: np.ndarray, k: int, ef: int = 64,
                 **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -583,7 +592,7 @@ class HNSWIndex(Index):
         self._rng = np.random.default_rng(self.seed)
         self._rng.bit_generator.state = state["rng"]
         self._pool = {}
-        self._stats = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self._stats = np.zeros((2, 0), np.int64)
         self._x = np.ascontiguousarray(state["x"], dtype=np.float32)
         self._levels = np.ascontiguousarray(state["levels"], dtype=np.int32)
         self._links0 = np.ascontiguousarray(state["links0"], dtype=np.int32)
