@@ -1033,12 +1033,6 @@ def ledger_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
 # Figures the ledger reads that no chapter records yet: id -> (chapter, what it holds). Until a
 # chapter records one, the rows that need it read "not run". needs_markdown() renders this list.
 NEEDED: dict[str, tuple[str, str]] = {
-    "ch05.hard_vs_inbatch_ndcg10": (
-        "05", 'dict {"diff": float, "lo": float, "hi": float, "n_queries": int}: held-out nDCG@10 '
-        "of MiniLM fine-tuned with BM25 hard negatives minus fine-tuned with in-batch negatives "
-        "only, with the 95% paired bootstrap interval (embedlab.stats.paired_bootstrap over the "
-        "per-query scores). Item 11: holds if lo > 0, fails if the gain is <= 0, partly "
-        "otherwise."),
     "ch10.degree_by_n": (
         "10", 'dict {"M": int, "N": [int...], "mean_degree_l0": [float...], '
         '"max_degree_l0": [int...], "layers": [int...]}: the growth table of the HNSW chapter '
