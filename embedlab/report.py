@@ -1033,22 +1033,6 @@ def ledger_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
 # Figures the ledger reads that no chapter records yet: id -> (chapter, what it holds). Until a
 # chapter records one, the rows that need it read "not run". needs_markdown() renders this list.
 NEEDED: dict[str, tuple[str, str]] = {
-    "ch10.degree_by_n": (
-        "10", 'dict {"M": int, "N": [int...], "mean_degree_l0": [float...], '
-        '"max_degree_l0": [int...], "layers": [int...]}: the growth table of the HNSW chapter '
-        "(one entry per N, smallest first). Item 15: the session's 'log N neighbours' holds "
-        f"only if the mean degree grows by at least {DEGREE_FOLLOWS_LOG} of log N's growth."),
-    "ch10.latency_at_recall": (
-        "10", 'dict {"recall": float | None, "ef": int | None, "median_ms": float | None, '
-        '"p99_ms": float | None, "n": int, "mode": "single", "threads": 1}: the first ef whose '
-        "recall@10 reaches 0.95 on GloVe and its single-query latency on one thread (None "
-        "values when no ef reaches 0.95). Item 15: holds if recall >= 0.95 at a median under 1 "
-        "ms. Record it outside any if, so the row reads fails when 0.95 is not reached."),
-    "ch10.memory_ratio_by_d": (
-        "10", 'dict {"d": [int...], "M=8": [float...], "M=16": [...], "M=32": [...], ...}: HNSW '
-        "bytes over raw float32 bytes at each d, the d list included (ch10.memory_ratio_curve "
-        "has the ratios without their d). Item 15 reads d = 50 with M=16 and d = 1024 with M=32 "
-        f"and holds when both lie in {HNSW_MEMORY}."),
     "ch11.ivf_vs_hnsw": (
         "11", 'dict {"dataset": str, "n": int, "dim": int, "k": 10, "mode": "batch", '
         '"threads": 1, "blas": str, "recall_level": float, "raw_bytes_per_vector": float, '

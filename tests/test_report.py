@@ -165,6 +165,29 @@ def test_item_18_scann_best_is_a_speed_ratio_at_one_recall() -> None:
     assert _row(_scann(None, 1000), item=18)["verdict"] == report.FAILS
 
 
+HNSW = {"ch10.degree_by_n": {"M": 16, "N": [1000, 2000, 4000, 8000],
+                             "mean_degree_l0": [19.9, 20.3, 20.6, 20.8],
+                             "max_degree_l0": [32, 32, 32, 32], "layers": [3, 3, 3, 5]},
+        "ch10.latency_at_recall": {"recall": 0.965, "ef": 40, "median_ms": 0.028, "p99_ms": 0.05,
+                                   "n": 4000, "mode": "single", "threads": 1},
+        "ch10.memory_ratio_by_d": {"d": [50, 128, 384, 768, 1024, 1536],
+                                   "M=16": [1.683, 1.267, 1.089, 1.044, 1.033, 1.022],
+                                   "M=32": [2.321, 1.516, 1.172, 1.086, 1.065, 1.043]}}
+
+
+def test_item_15_degree_latency_and_memory_of_hnsw() -> None:
+    r = _row(HNSW, item=15)
+    assert [p["verdict"] for p in r["parts"]] == [report.FAILS, report.HOLDS, report.PARTLY,
+                                                   report.NOT_MEASURABLE]
+    assert r["verdict"] == report.PARTLY
+    slow = dict(HNSW, **{"ch10.latency_at_recall": dict(HNSW["ch10.latency_at_recall"],
+                                                        recall=None, ef=None, median_ms=None)})
+    assert _row(slow, item=15)["parts"][1]["verdict"] == report.FAILS
+    grows = dict(HNSW, **{"ch10.degree_by_n": dict(HNSW["ch10.degree_by_n"],
+                                                   mean_degree_l0=[7.0, 7.7, 8.3, 9.0])})
+    assert _row(grows, item=15)["parts"][0]["verdict"] == report.HOLDS
+
+
 def test_item_29_compares_the_heap_with_sorting_and_its_expected_replacements() -> None:
     heap = {"n": 2000, "ks": [1, 10, 100], "agrees_with_sort": True, "replacements_k10": 45,
             "expected_replacements_k10": 52.5, "sd_replacements_k10": 6.6}
