@@ -15,12 +15,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+INLINE = "module://matplotlib_inline.backend_inline"
 IDS = [p.stem for p in NOTEBOOKS]
 
 
 def _env() -> dict:
     return dict(os.environ, EMBEDLAB_PROFILE="ci", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MPLBACKEND="Agg",
+                OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MPLBACKEND=INLINE,
                 TQDM_DISABLE="1", EMBEDLAB_STATIC="1")
 
 
@@ -32,8 +33,15 @@ def _papermill(path: Path) -> Path:
     out = ROOT / "build" / "papermill" / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
     os.environ.update(_env())
-    pm.execute_notebook(str(path), str(out), parameters={"profile": "ci"}, cwd=str(path.parent),
-                        progress_bar=False, kernel_name="python3", config=kernel_config())
+    # the kernel draws figures inline (an Agg backend inherited from the tests would leave the
+    # executed copy without its pictures); this process keeps Agg
+    os.environ["MPLBACKEND"] = INLINE
+    try:
+        pm.execute_notebook(str(path), str(out), parameters={"profile": "ci"},
+                            cwd=str(path.parent), progress_bar=False, kernel_name="python3",
+                            config=kernel_config())
+    finally:
+        os.environ["MPLBACKEND"] = "Agg"
     return out
 
 
