@@ -369,19 +369,32 @@ def common_pairs(pairs: Sequence[Sequence], *vocabularies: Sequence[str]) -> lis
     return out
 
 
-def _ranks_rows(x: np.ndarray) -> np.ndarray:
-    """Ranks along each row, ties sharing their average rank."""
-    from scipy.stats import rankdata
-
-    return rankdata(x, axis=-1)
+def _rank_codes(x: np.ndarray) -> np.ndarray:
+    """Dense integer codes of ``x`` (equal values share a code, order kept)."""
+    return np.unique(x, return_inverse=True)[1].reshape(x.shape)
 
 
-def _spearman_rows(h: np.ndarray, m: np.ndarray) -> np.ndarray:
-    rh, rm = _ranks_rows(h), _ranks_rows(m)
-    rh = rh - rh.mean(axis=-1, keepdims=True)
-    rm = rm - rm.mean(axis=-1, keepdims=True)
-    denom = np.sqrt((rh * rh).sum(-1) * (rm * rm).sum(-1))
-    return (rh * rm).sum(-1) / np.where(denom == 0, np.nan, denom)
+def _average_ranks(codes: np.ndarray) -> np.ndarray:
+    """Ranks 1..n along each row of integer ``codes`` (B, n), ties sharing their average rank.
+
+    No sort: count each code in each row; a value's rank is the number of smaller values in its
+    row plus the middle of its own run, ``below + (count + 1) / 2``, the same as
+    ``scipy.stats.rankdata`` (method "average"), for every row at once.
+    """
+    b, n = codes.shape
+    m = int(codes.max()) + 1
+    rows = np.arange(b, dtype=np.int64)[:, None]
+    counts = np.bincount((codes + m * rows).ravel(), minlength=b * m).reshape(b, m)
+    below = np.cumsum(counts, axis=1) - counts
+    return (np.take_along_axis(below, codes, axis=1)
+            + (np.take_along_axis(counts, codes, axis=1) + 1) / 2.0)
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=-1, keepdims=True)
+    y = y - y.mean(axis=-1, keepdims=True)
+    denom = np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
+    return (x * y).sum(-1) / np.where(denom == 0, np.nan, denom)
 
 
 def spearman_difference(human: object, model_a: object, model_b: object, *, n_boot: int = 2000,
@@ -409,9 +422,12 @@ def spearman_difference(human: object, model_a: object, model_b: object, *, n_bo
         raise ValueError(f"n_boot must be an int >= 100, got {n_boot!r}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level!r}")
-    estimate = float(_spearman_rows(h, a) - _spearman_rows(h, b))
+    ch, ca, cb = (_rank_codes(v) for v in (h, a, b))
+    rh, ra, rb = (_average_ranks(c[None]) for c in (ch, ca, cb))
+    estimate = float(_pearson_rows(rh, ra)[0] - _pearson_rows(rh, rb)[0])
     idx = np.random.default_rng(seed).integers(0, len(h), size=(int(n_boot), len(h)))
-    diffs = _spearman_rows(h[idx], a[idx]) - _spearman_rows(h[idx], b[idx])
+    rh = _average_ranks(ch[idx])                  # the human ranks, once for both models
+    diffs = _pearson_rows(rh, _average_ranks(ca[idx])) - _pearson_rows(rh, _average_ranks(cb[idx]))
     diffs = diffs[np.isfinite(diffs)]
     q = (1.0 - level) / 2.0
     lo, hi = np.quantile(diffs, [q, 1.0 - q])

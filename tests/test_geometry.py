@@ -256,3 +256,15 @@ def test_spearman_difference_rejects_bad_input():
         spearman_difference(x, x, x, level=1.5)
     with pytest.raises(ValueError, match="NaN"):
         spearman_difference(x, x, np.r_[x[:-1], np.nan])
+
+
+def test_the_bootstrap_ranks_rows_like_scipy():
+    from scipy.stats import rankdata
+
+    from embedlab.geometry import _average_ranks, _rank_codes
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        x = rng.integers(0, rng.integers(1, 20), size=(rng.integers(1, 40), rng.integers(1, 30)))
+        np.testing.assert_allclose(_average_ranks(_rank_codes(x.astype(float))),
+                                   rankdata(x, axis=-1))
