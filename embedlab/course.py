@@ -136,6 +136,9 @@ def run_notebook(path: Path, out_dir: Path, profile: str, timeout: int = 1800) -
     # and explorers draw their static figure.
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("EMBEDLAB_STATIC", "1")
+    from embedlab.quiet import startup_dir
+
+    os.environ.setdefault("IPYTHONDIR", str(startup_dir(out_dir.parent / "kernel").resolve()))
     t0 = time.perf_counter()
     error = ""
     try:
