@@ -23,9 +23,9 @@ def _env() -> dict:
     from embedlab.quiet import startup_dir
 
     ipython = startup_dir(ROOT / "build" / "kernel")  # quiet progress bars in executed copies
-    return dict(os.environ, IPYTHONDIR=str(ipython), EMBEDLAB_PROFILE="ci", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1", MPLBACKEND=INLINE,
-                TQDM_DISABLE="1", EMBEDLAB_STATIC="1")
+    return dict(os.environ, IPYTHONDIR=str(ipython), EMBEDLAB_PROFILE="ci",
+                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                NUMBA_NUM_THREADS="1", MPLBACKEND=INLINE, TQDM_DISABLE="1", EMBEDLAB_STATIC="1")
 
 
 def _papermill(path: Path) -> Path:
