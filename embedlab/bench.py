@@ -42,6 +42,7 @@ faiss's, and the ``HnswlibIndex`` and ``ScannIndex`` adapters below.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import statistics
@@ -462,6 +463,21 @@ def format_ratio(r: dict[str, Any]) -> str:
     return f"no measurable difference: {txt}" if r["verdict"] == "no measurable difference" else txt
 
 
+def l3_cache_bytes(default: int = 32 << 20) -> int:
+    """The size of the last-level (L3) cache from Linux's sysfs, or ``default`` where it cannot
+    be read."""
+    for index in range(5):
+        base = Path(f"/sys/devices/system/cpu/cpu0/cache/index{index}")
+        try:
+            if (base / "level").read_text().strip() == "3":
+                text = (base / "size").read_text().strip().upper()
+                scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+                return int(text.rstrip("KMG")) * scale
+        except (OSError, ValueError):
+            continue
+    return default
+
+
 def cache_bandwidth(nbytes: int, repeats: int = 200) -> float:
     """Read bandwidth (GB/s) of one core over a buffer of ``nbytes``, streamed again and again.
 
@@ -541,8 +557,8 @@ def sweep(build: Callable[[], Any], ds: ANNDataset, params: Sequence[dict[str, A
     protocol (``measure``, ``repeats`` rounds) on the call users make (``searcher``), or on
     ``search`` when one is given. ``"batch"`` times all queries in one call, ``"single"`` a loop
     over the first ``n_single`` queries one at a time. Returns one row per setting:
-    ``library, index, params, mode, build_s, bytes_per_vector, recall, qps, cpu_qps, median_ms,
-    p99_ms``.
+    ``library, index, params, mode, build_s, bytes_per_vector, recall, qps, cpu_qps, qps_spread
+    (min, median, p90 over rounds of the CPU-time QPS), median_ms, p99_ms``.
     """
     k = check_int(k, "k", high=ds.gt.shape[1])
     repeats = check_int(repeats, "repeats")
@@ -562,8 +578,9 @@ def sweep(build: Callable[[], Any], ds: ANNDataset, params: Sequence[dict[str, A
                      "params": dict(p), "mode": mode, "build_s": build_s,
                      "bytes_per_vector": index_bytes(index) / n,
                      "recall": recall_at_k(np.asarray(ids), ds.gt, k), "qps": t["qps"],
-                     "cpu_qps": t["cpu_qps"], "median_ms": t["median_ms"],
-                     "p99_ms": t["p99_ms"]})
+                     "cpu_qps": t["cpu_qps"],
+                     "qps_spread": list(_spread([1e6 / u for u in t["cpu_us"]]).values()),
+                     "median_ms": t["median_ms"], "p99_ms": t["p99_ms"]})
     return rows
 
 
@@ -626,6 +643,20 @@ class HnswlibIndex:
         return int(n * per0 + n / self.M * (self.M * 4 + 4))
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (C++ libraries' logging) for the duration of the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class ScannIndex:
     """Google's ScaNN (``scann`` package) behind the interface of ours.
 
@@ -652,6 +683,11 @@ class ScannIndex:
         if self._searcher is not None:
             raise ValueError("ScannIndex: add(x) once (ScaNN builds from the whole base)")
         x = np.ascontiguousarray(x, dtype=np.float32)
+        with _quiet_stderr():  # ScaNN's C++ logging writes its training steps to stderr
+            self._build(scann, x)
+        self.ntotal = len(x)
+
+    def _build(self, scann: Any, x: np.ndarray) -> None:
         b = scann.scann_ops_pybind.builder(x, 10, "dot_product")
         if self.num_leaves:
             b = b.tree(num_leaves=self.num_leaves, num_leaves_to_search=1,
@@ -660,7 +696,6 @@ class ScannIndex:
         if self.reorder:
             b = b.reorder(self.reorder)
         self._searcher = b.build()
-        self.ntotal = len(x)
 
     @property
     def code_size(self) -> int:
@@ -736,25 +771,26 @@ def plot_recall_qps(rows: Sequence[dict[str, Any]], k: int = 10, ax=None, title:
 
 
 # --------------------------------------------------------------------------- the machine
-def machine_limits(mb: int = 256, n: int = 1024, repeats: int = 3) -> dict[str, float]:
-    """Memory read bandwidth (GB/s) and sgemm throughput (GFLOP/s) on this machine.
+def machine_limits(mb: int = 256, n: int = 1024, repeats: int = 5) -> dict[str, float]:
+    """Memory read bandwidth (GB/s) and sgemm throughput (GFLOP/s) of one core on this machine.
 
     Bandwidth: a BLAS dot product of a large array with itself streams every byte once and does
-    too little arithmetic to be limited by anything but memory.
+    too little arithmetic to be limited by anything but memory. Both are the best of ``repeats``
+    runs in process CPU time (the time this process ran, whatever else shares the machine).
     """
     a = np.ones(mb * (1 << 20) // 4, dtype=np.float32)
     best = np.inf
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         np.dot(a, a)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     bandwidth = a.nbytes / best / 1e9
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, n), dtype=np.float32)
     y = rng.standard_normal((n, n), dtype=np.float32)
     best = np.inf
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         x @ y
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     return {"bandwidth_gb_s": bandwidth, "sgemm_gflop_s": 2 * n ** 3 / best / 1e9}

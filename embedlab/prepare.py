@@ -95,7 +95,7 @@ def report_lines(rec: dict[str, Any]) -> list[str]:
     """The course report's lines about the preparation step."""
     if rec["embedded_chunks"]:
         done = f"embedded {rec['embedded_chunks']} of {rec['chunks']} chunks"
-    elif rec.get("first_run_seconds"):
+    elif rec.get("first_run_seconds") is not None:
         done = (f"all {rec['chunks']} chunks were cached; the run that embedded them took "
                 f"{rec['first_run_seconds']:.0f} s")
     else:

@@ -43,6 +43,11 @@ class Curve:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # plain lists: a pandas Series would be indexed by its labels, not by position
+        self.values = [v.item() if hasattr(v, "item") else v for v in self.values]
+        self.recall, self.latency_us, self.bytes_per_vector = (
+            [float(v) for v in seq] for seq in (self.recall, self.latency_us,
+                                                 self.bytes_per_vector))
         if not isinstance(self.name, str) or not self.name:
             raise TypeError("name must be a non-empty string")
         if not isinstance(self.knob, str) or not self.knob.isidentifier():
@@ -61,7 +66,7 @@ class Curve:
         if not all(0 <= r <= 1 for r in self.recall):
             raise ValueError(f"{self.name}: recall must be in [0, 1]")
         if self.start is None:
-            self.start = list(self.values)[n // 2]
+            self.start = self.values[n // 2]
         elif self.start not in list(self.values):
             raise ValueError(f"{self.name}: start {self.start!r} is not a measured value")
 
@@ -110,9 +115,11 @@ def describe(view: list[dict[str, Any]], k: int = 10) -> str:
                      f"{p['bytes_per_vector']:7.1f} B per vector" for p in view)
 
 
-def render_view(curves: Sequence[Curve], title: str = "", k: int = 10, **settings: Any):
-    """Recall@k against single-query latency (every curve, the chosen points ringed) and the
-    bytes per vector at the chosen settings; returns the figure."""
+def render_view(curves: Sequence[Curve], title: str = "", k: int = 10,
+                xlabel: str = "single-query latency (µs, one thread, log scale)",
+                **settings: Any):
+    """Recall@k against latency (every curve, the chosen points ringed; ``xlabel`` says how the
+    latency was measured) and the bytes per vector at the chosen settings; returns the figure."""
     import matplotlib.pyplot as plt
 
     view = explorer_view(curves, **settings)
@@ -128,7 +135,7 @@ def render_view(curves: Sequence[Curve], title: str = "", k: int = 10, **setting
                     textcoords="offset points", xytext=(8, -12), fontsize=8, color=col)
         bx.barh(i, p["bytes_per_vector"], color=col)
     ax.set_xscale("log")
-    ax.set_xlabel("single-query latency (µs, one thread, log scale)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"recall@{k}")
     ax.set_title(title or f"recall@{k} against latency")
     ax.grid(True, which="both", alpha=0.3)

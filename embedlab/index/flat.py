@@ -22,9 +22,10 @@ Three paths, one answer (identical ids; ties go to the lower id):
   (``kernels.transpose_blocks``): one SIMD multiply-add then serves 16 rows and no horizontal sum
   is needed. The copy holds the same bytes in another order, made on the first single query; an
   index that only ever serves single queries would keep that layout alone;
-* a few queries: the row-major scan (``kernels.flat_batch``) in a loop;
-* a batch: blocked ``sgemm`` (each block of the base is reused by a whole block of queries, so the
-  floor becomes the arithmetic), then the same selection over each block of scores.
+* a batch: the same layout walked in chunks that stay in the L2 cache, each chunk serving every
+  query, four queries per SIMD pass (``kernels.flat_batch_blocks``): a blocked matrix product
+  whose selection is fused into it, so no score matrix is ever written out. Each block of the
+  base is reused by many queries, and the floor becomes the arithmetic.
 """
 
 from __future__ import annotations
@@ -35,10 +36,6 @@ import numpy as np
 
 from embedlab.index import kernels as K
 from embedlab.index.base import Index, as_matrix, check_int, check_metric, raise_status
-
-# below this many queries a product buys nothing: each query is scanned on its own (faiss's
-# IndexFlat switches to BLAS at 20 queries too)
-BLAS_MIN_QUERIES = 20
 
 
 def flat_search_numpy(xb: np.ndarray, q: np.ndarray, k: int,
@@ -75,8 +72,8 @@ def flat_search_numpy(xb: np.ndarray, q: np.ndarray, k: int,
 class FlatIndex(Index):
     """Exact k-nearest-neighbour search with blocked matrix products (faiss ``IndexFlat``).
 
-    ``FlatIndex(dim, metric="ip")``; no training. ``query_block`` and ``db_block`` set the block
-    sizes of the matrix products (they change speed, never results).
+    ``FlatIndex(dim, metric="ip")``; no training. ``query_block`` and ``db_block`` are kept for
+    saved indexes and callers of earlier versions; the compiled scans choose their own blocks.
     """
 
     def __init__(self, dim: int, metric: str = "l2", query_block: int = 256,
@@ -131,21 +128,11 @@ class FlatIndex(Index):
     def _search(self, q: np.ndarray, k: int, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         if kwargs:
             raise TypeError(f"FlatIndex.search got unexpected arguments {sorted(kwargs)}")
-        xb, norms = self.xb, self._norms
         D = np.empty((q.shape[0], k), np.float32)
         I = np.empty((q.shape[0], k), np.int64)  # noqa: E741
-        if q.shape[0] < BLAS_MIN_QUERIES:
-            raise_status(K.flat_batch(xb, norms, q, 0 if self.metric == "cosine" else self._mode,
-                                      D, I), "q")
-            return D, I
-        SD = np.full((q.shape[0], k), -np.inf)
-        SI = np.full((q.shape[0], k), -1, np.int64)
-        for q0 in range(0, q.shape[0], self.query_block):
-            qb = q[q0:q0 + self.query_block]
-            for x0 in range(0, xb.shape[0], self.db_block):
-                ip = qb @ xb[x0:x0 + self.db_block].T  # sgemm
-                K.push_block(ip, q0, x0, norms, self._l2, SD, SI)
-        K.finish_batch(SD, SI, self._l2, q, D, I)
+        xbt, norms_p = self._blocks()
+        mode = 0 if self.metric == "cosine" else self._mode  # q is already prepared
+        raise_status(K.flat_batch_blocks(xbt, norms_p, self.ntotal, q, mode, D, I), "q")
         return D, I
 
     def _state(self) -> dict[str, Any]:

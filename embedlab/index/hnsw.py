@@ -180,7 +180,7 @@ def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, ck, ci, wk, wi
                 visited[e] = tag                   # v <- v + e
                 fresh[nf] = e
                 nf += 1
-                for r in range(min(rows, 4)):      # its vector's first cache lines
+                for r in range(rows):              # its vector, every cache line
                     prefetch(x[e], r * 16)
         for t in range(nf):                        # the distances, in one tight loop
             fresh_d[t] = _dist(x, fresh[t], q, l2)

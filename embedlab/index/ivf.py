@@ -35,6 +35,8 @@ from embedlab.index import kernels as K
 from embedlab.index.base import Index, check_int, raise_status
 from embedlab.index.kmeans import kmeans
 
+BLAS_MIN_QUERIES = 20  # a batch this large ranks its centroids with one matrix product
+
 
 def top_lists(q: np.ndarray, centroids: np.ndarray, nprobe: int, metric: str) -> np.ndarray:
     """The ``nprobe`` best lists of each query, best first: (nq, nprobe) int64."""
@@ -165,13 +167,31 @@ class IVFIndex(Index):
         raise_status(self._kernel_one(q, self._mode, nprobe, D[0], I[0]), "q")
         return D, I
 
+    @property
+    def _probe(self) -> tuple[np.ndarray, np.ndarray]:
+        """The centroids in the transposed layout the kernels' centroid scan reads (made once
+        per set of centroids; derived, not saved)."""
+        cached = getattr(self, "_probe_cache", None)
+        if cached is None or cached[2] is not self.centroids:
+            cached = (*K.transpose_blocks(self.centroids, self._cnorms), self.centroids)
+            self._probe_cache = cached
+        return cached[0], cached[1]
+
     def _kernel_one(self, q, mode, nprobe, out_d, out_i):
-        return K.ivf_one(self.centroids, self._cnorms, self.codes, self._norms, self.ids,
-                         self.offsets, q, mode, nprobe, out_d, out_i)
+        return K.ivf_one(*self._probe, self.codes, self._norms, self.ids, self.offsets, q, mode,
+                         nprobe, out_d, out_i)
+
+    def _centroid_scores(self, q: np.ndarray, mode: int) -> np.ndarray | None:
+        """For a batch, every query's centroid scores in one matrix product (sgemm), as faiss's
+        quantiser does; None for a few queries (the kernel's own scan is faster there)."""
+        if q.shape[0] < BLAS_MIN_QUERIES or mode == 2:
+            return None
+        cs = q @ self.centroids.T
+        return 2 * cs - self._cnorms if mode == 1 else cs
 
     def _kernel_batch(self, q, mode, nprobe, out_d, out_i):
-        return K.ivf_batch(self.centroids, self._cnorms, self.codes, self._norms, self.ids,
-                           self.offsets, q, mode, nprobe, out_d, out_i)
+        return K.ivf_batch(*self._probe, self.codes, self._norms, self.ids, self.offsets, q,
+                           mode, nprobe, out_d, out_i, self._centroid_scores(q, mode))
 
     def _search(self, q: np.ndarray, k: int, nprobe: int | None = None,
                 **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:

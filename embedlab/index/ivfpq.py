@@ -36,6 +36,7 @@ from embedlab.index.pq import (
     code_size,
     decode,
     encode,
+    lut_buffer,
     pack_codes,
     scan_codes,
     train_codebooks,
@@ -130,14 +131,14 @@ class IVFPQIndex(IVFIndex):
         return out
 
     def _kernel_one(self, q, mode, nprobe, out_d, out_i):
-        return K.ivfpq_one(self.centroids, self._cnorms, books_for_kernels(self),
-                           self._scan_codes, self.ids, self.offsets, q, mode, nprobe, out_d,
-                           out_i)
+        return K.ivfpq_one(self.centroids, *self._probe, books_for_kernels(self),
+                           self._scan_codes, self.ids, self.offsets, q, mode, nprobe,
+                           lut_buffer(self), out_d, out_i)
 
     def _kernel_batch(self, q, mode, nprobe, out_d, out_i):
-        return K.ivfpq_batch(self.centroids, self._cnorms, books_for_kernels(self),
-                             self._scan_codes, self.ids, self.offsets, q, mode, nprobe, out_d,
-                             out_i)
+        return K.ivfpq_batch(self.centroids, *self._probe, books_for_kernels(self),
+                             self._scan_codes, self.ids, self.offsets, q, mode, nprobe,
+                             lut_buffer(self), out_d, out_i, self._centroid_scores(q, mode))
 
     @property
     def _scan_codes(self) -> np.ndarray:

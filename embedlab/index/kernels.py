@@ -167,6 +167,98 @@ def dot_rows64(typingctx, xbt, start, q, thr, l2, norms, row0, out):
     return sig, codegen
 
 
+QUERIES = 4  # queries scored together by dot_rows64x4: each loaded block serves four
+
+
+@intrinsic
+def dot_rows64x4(typingctx, xbt, start, Q, r0, thr, l2, norms, row0, out, masks):
+    """``dot_rows64`` for four queries at once (rows ``r0 .. r0 + 3`` of ``Q``): every block of
+    16 rows loaded from memory feeds four fused multiply-adds, so a batch reads the base a
+    quarter as often and the 16 accumulators keep the SIMD units busy. ``thr[j]`` is query j's
+    threshold; the scores go to ``out[j, :]`` (4, 64) and the masks to ``masks[j]``."""
+    sig = types.void(xbt, types.intp, Q, types.intp, thr, types.boolean, norms, types.intp, out,
+                     masks)
+
+    def codegen(context, builder, signature, args):
+        xbt_t, _, q_t, _, thr_t, _, n_t, _, out_t, m_t = signature.args
+        xa = context.make_array(xbt_t)(context, builder, args[0])
+        qa = context.make_array(q_t)(context, builder, args[2])
+        ta = context.make_array(thr_t)(context, builder, args[4])
+        na = context.make_array(n_t)(context, builder, args[6])
+        oa = context.make_array(out_t)(context, builder, args[8])
+        ma = context.make_array(m_t)(context, builder, args[9])
+        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+        v16 = ir.VectorType(f32, LANES)
+        intp = args[1].type
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(v16, [v16, v16, v16]), "llvm.fma.v16f32")
+        d = cgutils.unpack_tuple(builder, qa.shape, 2)[1]
+        base = builder.gep(xa.data, [args[1]])
+        qrows = [builder.gep(qa.data, [builder.mul(builder.add(args[3], ir.Constant(intp, j)),
+                                                   d)]) for j in range(QUERIES)]
+        zeros = ir.Constant(v16, [0.0] * LANES)
+        splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+        stride = builder.mul(d, ir.Constant(intp, LANES))
+
+        def bcast(value):
+            v = builder.insert_element(ir.Constant(v16, ir.Undefined), value, ir.Constant(i32, 0))
+            return builder.shuffle_vector(v, v, splat)
+
+        entry = builder.basic_block
+        loop = builder.append_basic_block("dot64x4.loop")
+        done = builder.append_basic_block("dot64x4.done")
+        builder.cbranch(builder.icmp_signed(">", d, ir.Constant(intp, 0)), loop, done)
+        builder.position_at_end(loop)
+        t = builder.phi(intp)
+        accs = [[builder.phi(v16) for _ in range(GROUP)] for _ in range(QUERIES)]
+        t.add_incoming(ir.Constant(intp, 0), entry)
+        off = builder.mul(t, ir.Constant(intp, LANES))
+        rows = [builder.load(builder.bitcast(builder.gep(base, [builder.add(
+            off, builder.mul(stride, ir.Constant(intp, g)))]), v16.as_pointer()), align=4)
+            for g in range(GROUP)]
+        nxt = []
+        for j in range(QUERIES):
+            qv = bcast(builder.load(builder.gep(qrows[j], [t])))
+            nxt.append([builder.call(fma, [rows[g], qv, accs[j][g]]) for g in range(GROUP)])
+        t1 = builder.add(t, ir.Constant(intp, 1))
+        t.add_incoming(t1, loop)
+        for j in range(QUERIES):
+            for g in range(GROUP):
+                accs[j][g].add_incoming(zeros, entry)
+                accs[j][g].add_incoming(nxt[j][g], loop)
+        builder.cbranch(builder.icmp_signed("<", t1, d), loop, done)
+        builder.position_at_end(done)
+        results = [[builder.phi(v16) for _ in range(GROUP)] for _ in range(QUERIES)]
+        for j in range(QUERIES):
+            for g in range(GROUP):
+                results[j][g].add_incoming(zeros, entry)
+                results[j][g].add_incoming(nxt[j][g], loop)
+        for j in range(QUERIES):
+            thr = bcast(builder.load(builder.gep(ta.data, [ir.Constant(intp, j)])))
+            mask = ir.Constant(i64, 0)
+            for g in range(GROUP):
+                at = ir.Constant(intp, j * LANES * GROUP + g * LANES)
+                optr = builder.bitcast(builder.gep(oa.data, [at]), v16.as_pointer())
+                nptr = builder.bitcast(builder.gep(na.data, [builder.add(
+                    args[7], ir.Constant(intp, g * LANES))]), v16.as_pointer())
+                res = results[j][g]
+                with builder.if_else(args[5]) as (then, otherwise):
+                    with then:
+                        two = builder.fmul(res, ir.Constant(v16, [2.0] * LANES))
+                        builder.store(builder.fsub(two, builder.load(nptr, align=4)), optr,
+                                      align=4)
+                    with otherwise:
+                        builder.store(res, optr, align=4)
+                scores = builder.load(optr, align=4)
+                bits = builder.zext(builder.bitcast(builder.fcmp_ordered(">=", scores, thr),
+                                                    ir.IntType(LANES)), i64)
+                mask = builder.or_(mask, builder.shl(bits, ir.Constant(i64, g * LANES)))
+            builder.store(mask, builder.gep(ma.data, [ir.Constant(intp, j)]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @intrinsic
 def cttz64(typingctx, x):
     """The number of trailing zero bits of a uint64 (``llvm.cttz``): the next set lane."""
@@ -311,12 +403,6 @@ def scan_rows(xb, norms, ids, a, b, q, l2, sd, si):
         i += 1
 
 
-@njit(cache=True, nogil=True, fastmath=FM)
-def flat_scan(xb, norms, q, l2, sd, si):
-    """Every stored row against ``q`` (``scan_rows`` over the whole array)."""
-    scan_rows(xb, norms, None, 0, xb.shape[0], q, l2, sd, si)
-
-
 @njit(cache=True, nogil=True)
 def flat_scan_blocks(xbt, norms_p, n, q, l2, sd, si, out):
     """Every stored row against ``q``, 64 rows per step from the transposed layout
@@ -337,12 +423,45 @@ def flat_scan_blocks(xbt, norms_p, n, q, l2, sd, si, out):
 
 
 @njit(cache=True, nogil=True)
-def _flat_query(xb, norms, q, mode, qbuf, sd, si, out_d, out_i):
-    if prepare_query(q, mode, qbuf) != OK:
-        return NOT_FINITE
-    topk_reset(sd, si)
-    flat_scan(xb, norms, qbuf, mode == 1, sd, si)
-    finish(sd, si, mode == 1, _sqnorm(qbuf), out_d, out_i)
+def flat_batch_blocks(xbt, norms_p, n, Q, mode, out_d, out_i):
+    """A batch against the transposed layout: the base is walked in chunks of about 256 KB (they
+    stay in the L2 cache), and every chunk serves all queries, four at a time
+    (``dot_rows64x4``), each keeping its own k best. A blocked matrix product, with the
+    selection fused into it."""
+    nq, d = Q.shape
+    k = out_d.shape[1]
+    l2 = mode == 1
+    qs = np.zeros((nq + QUERIES, d), np.float32)  # padded to whole groups of four
+    for r in range(nq):
+        if prepare_query(Q[r], mode, qs[r]) != OK:
+            return NOT_FINITE
+    SD = np.empty((nq + QUERIES, k), np.float64)
+    SI = np.empty((nq + QUERIES, k), np.int64)
+    for r in range(nq + QUERIES):
+        topk_reset(SD[r], SI[r])
+    group = LANES * GROUP
+    ngroups = xbt.shape[0] // (group * d)
+    per_chunk = max(1, 262144 // (group * d * 4))
+    out = np.empty((QUERIES, group), np.float32)
+    masks = np.empty(QUERIES, np.uint64)
+    thr = np.empty(QUERIES, np.float32)
+    for c0 in range(0, ngroups, per_chunk):
+        for r0 in range(0, nq, QUERIES):
+            for g in range(c0, min(c0 + per_chunk, ngroups)):
+                for j in range(QUERIES):
+                    thr[j] = np.float32(SD[r0 + j, k - 1])
+                dot_rows64x4(xbt, g * group * d, qs, r0, thr, l2, norms_p, g * group, out,
+                             masks)
+                for j in range(QUERIES):
+                    mask = masks[j]
+                    while mask != 0:
+                        b = cttz64(mask)
+                        mask &= mask - np.uint64(1)
+                        i = g * group + np.int64(b)
+                        if i < n and out[j, b] >= SD[r0 + j, k - 1]:
+                            topk_push(SD[r0 + j], SI[r0 + j], np.float64(out[j, b]), i)
+    for r in range(nq):
+        finish(SD[r], SI[r], l2, _sqnorm(qs[r]), out_d[r], out_i[r])
     return OK
 
 
@@ -363,43 +482,6 @@ def flat_one(xbt, norms_p, n, q, mode, out_d, out_i):
     return OK
 
 
-@njit(cache=True, nogil=True)
-def flat_batch(xb, norms, Q, mode, out_d, out_i):
-    """Every row of ``Q`` through the one-query scan (few queries: no matrix product pays)."""
-    k = out_d.shape[1]
-    qbuf = np.empty(Q.shape[1], np.float32)
-    sd = np.empty(k, np.float64)
-    si = np.empty(k, np.int64)
-    for r in range(Q.shape[0]):
-        st = _flat_query(xb, norms, Q[r], mode, qbuf, sd, si, out_d[r], out_i[r])
-        if st != OK:
-            return st
-    return OK
-
-
-@njit(cache=True, nogil=True)
-def push_block(ip, q0, x0, norms, l2, SD, SI):
-    """Offer a block of inner products ``ip[r, j]`` (queries ``q0 + r``, rows ``x0 + j``, from a
-    matrix product) to each query's k best (``SD``/``SI``, one row per query)."""
-    last = SD.shape[1] - 1
-    for r in range(ip.shape[0]):
-        sd = SD[q0 + r]
-        si = SI[q0 + r]
-        for j in range(ip.shape[1]):
-            s = ip[r, j]
-            if l2:
-                s = np.float32(2.0) * s - norms[x0 + j]
-            if s >= sd[last]:
-                topk_push(sd, si, np.float64(s), x0 + j)
-
-
-@njit(cache=True, nogil=True)
-def finish_batch(SD, SI, l2, Q, out_d, out_i):
-    """``finish`` for every query of a batch (``Q`` gives the l2 query norms)."""
-    for r in range(SD.shape[0]):
-        finish(SD[r], SI[r], l2, _sqnorm(Q[r]) if l2 else 0.0, out_d[r], out_i[r])
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _sqnorm(q):
     s = 0.0
@@ -409,12 +491,14 @@ def _sqnorm(q):
 
 
 # =========================================================================== IVF
-@njit(cache=True, nogil=True, fastmath=FM)
-def probe_lists(centroids, cnorms, q, l2, pd, pi):
+@njit(cache=True, nogil=True)
+def probe_lists(ct, cn_p, nlist, q, l2, pd, pi):
     """The ``len(pd)`` best lists for ``q``, best first (ties to the lower list number):
-    centroids ranked by ``q.c`` (ip, cosine) or ``2 q.c - |c|^2`` (l2, the nearest first)."""
+    centroids ranked by ``q.c`` (ip, cosine) or ``2 q.c - |c|^2`` (l2, the nearest first).
+    The centroids come in the transposed layout of ``transpose_blocks`` (``ct``, ``cn_p``), so
+    the centroid scan is the flat scan's SIMD loop."""
     topk_reset(pd, pi)
-    flat_scan(centroids, cnorms, q, l2, pd, pi)
+    flat_scan_blocks(ct, cn_p, nlist, q, l2, pd, pi, np.empty(LANES * GROUP, np.float32))
 
 
 @njit(cache=True, nogil=True, fastmath=FM)
@@ -427,22 +511,37 @@ def ivf_scan(codes, norms, ids, offsets, lists, q, l2, sd, si):
 
 
 @njit(cache=True, nogil=True)
-def ivf_one(centroids, cnorms, codes, norms, ids, offsets, q, mode, nprobe, out_d, out_i):
-    """One IVF query: rank the centroids, keep the ``nprobe`` best lists, scan them."""
+def ivf_one(ct, cn_p, codes, norms, ids, offsets, q, mode, nprobe, out_d, out_i):
+    """One IVF query: rank the centroids (``ct``, ``cn_p``: their transposed layout), keep the
+    ``nprobe`` best lists, scan them."""
     k = out_d.shape[0]
-    return _ivf_query(centroids, cnorms, codes, norms, ids, offsets, q, mode,
+    return _ivf_query(ct, cn_p, codes, norms, ids, offsets, q, mode,
                       np.empty(q.shape[0], np.float32), np.empty(nprobe, np.float64),
                       np.empty(nprobe, np.int64), np.empty(k, np.float64),
                       np.empty(k, np.int64), out_d, out_i)
 
 
 @njit(cache=True, nogil=True)
-def _ivf_query(centroids, cnorms, codes, norms, ids, offsets, q, mode, qbuf, pd, pi, sd, si,
-               out_d, out_i):
+def select_lists(scores, pd, pi):
+    """The ``len(pd)`` best lists from a row of centroid scores computed beforehand (a batch's
+    matrix product), best first, ties to the lower list number."""
+    topk_reset(pd, pi)
+    last = pd.shape[0] - 1
+    for c in range(scores.shape[0]):
+        if scores[c] >= pd[last]:
+            topk_push(pd, pi, np.float64(scores[c]), c)
+
+
+@njit(cache=True, nogil=True)
+def _ivf_query(ct, cn_p, codes, norms, ids, offsets, q, mode, qbuf, pd, pi, sd, si,
+               out_d, out_i, cs=None):
     if prepare_query(q, mode, qbuf) != OK:
         return NOT_FINITE
     l2 = mode == 1
-    probe_lists(centroids, cnorms, qbuf, l2, pd, pi)
+    if cs is None:
+        probe_lists(ct, cn_p, offsets.shape[0] - 1, qbuf, l2, pd, pi)
+    else:
+        select_lists(cs, pd, pi)
     topk_reset(sd, si)
     ivf_scan(codes, norms, ids, offsets, pi, qbuf, l2, sd, si)
     finish(sd, si, l2, _sqnorm(qbuf), out_d, out_i)
@@ -450,8 +549,9 @@ def _ivf_query(centroids, cnorms, codes, norms, ids, offsets, q, mode, qbuf, pd,
 
 
 @njit(cache=True, nogil=True)
-def ivf_batch(centroids, cnorms, codes, norms, ids, offsets, Q, mode, nprobe, out_d, out_i):
-    """Every row of ``Q`` through ``ivf_one``; returns the first bad row's status, or OK."""
+def ivf_batch(ct, cn_p, codes, norms, ids, offsets, Q, mode, nprobe, out_d, out_i, CS=None):
+    """Every row of ``Q`` through ``ivf_one``; returns the first bad row's status, or OK.
+    ``CS``: the centroid scores of every query, when a matrix product computed them already."""
     d = Q.shape[1]
     k = out_d.shape[1]
     qbuf = np.empty(d, np.float32)
@@ -460,8 +560,8 @@ def ivf_batch(centroids, cnorms, codes, norms, ids, offsets, Q, mode, nprobe, ou
     sd = np.empty(k, np.float64)
     si = np.empty(k, np.int64)
     for r in range(Q.shape[0]):
-        st = _ivf_query(centroids, cnorms, codes, norms, ids, offsets, Q[r], mode, qbuf, pd,
-                        pi, sd, si, out_d[r], out_i[r])
+        st = _ivf_query(ct, cn_p, codes, norms, ids, offsets, Q[r], mode, qbuf, pd,
+                        pi, sd, si, out_d[r], out_i[r], None if CS is None else CS[r])
         if st != OK:
             return st
     return OK
@@ -475,26 +575,31 @@ def pq_table(books_t, q, l2, lut):
 
     ``books_t`` holds the codebooks as (m, dsub, ksub) float64 (``pq.books_for_kernels``), so the
     inner loop runs over the centroids in SIMD. Each entry is summed in float64 and rounded once
-    to float32 (kept in a float64 array, where the scan adds it without conversions), as
-    ``pq.adc_tables`` does.
+    to float32, as ``pq.adc_tables`` does; ``lut`` may be float64 (no conversion in the scan) or
+    float32 (half the cache: better when the table outgrows the L1 cache).
     """
     m, dsub, ksub = books_t.shape
+    acc = np.empty(ksub)
     for j in range(m):
-        row = lut[j]
         for c in range(ksub):
-            row[c] = 0.0
+            acc[c] = 0.0
         for t in range(dsub):
             qt = np.float64(q[j * dsub + t])
             col = books_t[j, t]
             if l2:
                 for c in range(ksub):
                     diff = qt - col[c]
-                    row[c] += diff * diff
+                    acc[c] += diff * diff
             else:
                 for c in range(ksub):
-                    row[c] += qt * col[c]
+                    acc[c] += qt * col[c]
         for c in range(ksub):
-            row[c] = np.float64(np.float32(row[c]))
+            lut[j, c] = np.float32(acc[c])
+
+
+def lut_dtype(m: int, ksub: int) -> type:
+    """float64 tables while they fit in a 32 KB L1 cache, float32 (converted in the scan) above."""
+    return np.float64 if m * ksub * 8 <= 32768 else np.float32
 
 
 @njit(cache=True, nogil=True)
@@ -512,10 +617,10 @@ def pq_scan(codes, ids, lut, sign, bias, sd, si):
         s3 = 0.0
         for j in range(m):
             row = lut[j]
-            s0 += row[codes[i, j]]
-            s1 += row[codes[i + 1, j]]
-            s2 += row[codes[i + 2, j]]
-            s3 += row[codes[i + 3, j]]
+            s0 += np.float64(row[codes[i, j]])
+            s1 += np.float64(row[codes[i + 1, j]])
+            s2 += np.float64(row[codes[i + 2, j]])
+            s3 += np.float64(row[codes[i + 3, j]])
         s0 = bias + sign * s0
         s1 = bias + sign * s1
         s2 = bias + sign * s2
@@ -532,7 +637,7 @@ def pq_scan(codes, ids, lut, sign, bias, sd, si):
     while i < n:
         s = 0.0
         for j in range(m):
-            s += lut[j, codes[i, j]]
+            s += np.float64(lut[j, codes[i, j]])
         s = bias + sign * s
         if s >= sd[last]:
             topk_push(sd, si, s, i if ids is None else ids[i])
@@ -540,13 +645,12 @@ def pq_scan(codes, ids, lut, sign, bias, sd, si):
 
 
 @njit(cache=True, nogil=True)
-def pq_one(codebooks, codes, q, mode, out_d, out_i):
-    """One PQ query: its table, then every code (one byte per sub-code); ``codebooks`` in the
-    kernels' layout (m, dsub, ksub) float64."""
-    m, _, ksub = codebooks.shape
+def pq_one(codebooks, codes, q, mode, lut, out_d, out_i):
+    """One PQ query: its table (into ``lut``, (m, ksub), see ``lut_dtype``), then every code
+    (one byte per sub-code); ``codebooks`` in the kernels' layout (m, dsub, ksub) float64."""
     k = out_d.shape[0]
     return _pq_query(codebooks, codes, q, mode, np.empty(q.shape[0], np.float32),
-                     np.empty((m, ksub), np.float64), np.empty(k, np.float64),
+                     lut, np.empty(k, np.float64),
                      np.empty(k, np.int64), out_d, out_i)
 
 
@@ -574,12 +678,10 @@ def _finish_signed(sd, si, l2, out_d, out_i):
 
 
 @njit(cache=True, nogil=True)
-def pq_batch(codebooks, codes, Q, mode, out_d, out_i):
+def pq_batch(codebooks, codes, Q, mode, lut, out_d, out_i):
     """Every row of ``Q`` through ``pq_one``."""
-    m, _, ksub = codebooks.shape
     k = out_d.shape[1]
     qbuf = np.empty(Q.shape[1], np.float32)
-    lut = np.empty((m, ksub), np.float64)
     sd = np.empty(k, np.float64)
     si = np.empty(k, np.int64)
     for r in range(Q.shape[0]):
@@ -604,28 +706,30 @@ def pq_batch_tables(codes, luts, sign, out_d, out_i):
 
 # =========================================================================== IVF-PQ
 @njit(cache=True, nogil=True)
-def ivfpq_one(centroids, cnorms, codebooks, codes, ids, offsets, q, mode, nprobe, out_d, out_i):
+def ivfpq_one(centroids, ct, cn_p, codebooks, codes, ids, offsets, q, mode, nprobe, lut, out_d,
+              out_i):
     """One IVF-PQ query: see ``_ivfpq_query``."""
-    m, _, ksub = codebooks.shape
     d = q.shape[0]
     k = out_d.shape[0]
-    return _ivfpq_query(centroids, cnorms, codebooks, codes, ids, offsets, q, mode,
+    return _ivfpq_query(centroids, ct, cn_p, codebooks, codes, ids, offsets, q, mode,
                         np.empty(d, np.float32), np.empty(d, np.float32),
                         np.empty(nprobe, np.float64), np.empty(nprobe, np.int64),
-                        np.empty((m, ksub), np.float64), np.empty(k, np.float64),
-                        np.empty(k, np.int64), out_d, out_i)
+                        lut, np.empty(k, np.float64), np.empty(k, np.int64), out_d, out_i)
 
 
 @njit(cache=True, nogil=True)
-def _ivfpq_query(centroids, cnorms, codebooks, codes, ids, offsets, q, mode, qbuf, res, pd, pi,
-                 lut, sd, si, out_d, out_i):
+def _ivfpq_query(centroids, ct, cn_p, codebooks, codes, ids, offsets, q, mode, qbuf, res, pd,
+                 pi, lut, sd, si, out_d, out_i, cs=None):
     """One IVF-PQ query (Jegou et al. 2011, section IV): rank the centroids, then for each probed
     list score its residual codes. Inner products: one table for the query and the per-list
     constant ``q.c_l`` (float64); l2: one table per list, from the query's residual ``q - c_l``."""
     if prepare_query(q, mode, qbuf) != OK:
         return NOT_FINITE
     l2 = mode == 1
-    probe_lists(centroids, cnorms, qbuf, l2, pd, pi)
+    if cs is None:
+        probe_lists(ct, cn_p, centroids.shape[0], qbuf, l2, pd, pi)
+    else:
+        select_lists(cs, pd, pi)
     topk_reset(sd, si)
     d = qbuf.shape[0]
     if not l2:
@@ -652,22 +756,21 @@ def _ivfpq_query(centroids, cnorms, codebooks, codes, ids, offsets, q, mode, qbu
 
 
 @njit(cache=True, nogil=True)
-def ivfpq_batch(centroids, cnorms, codebooks, codes, ids, offsets, Q, mode, nprobe, out_d,
-                out_i):
-    """Every row of ``Q`` through ``ivfpq_one``."""
-    m, _, ksub = codebooks.shape
+def ivfpq_batch(centroids, ct, cn_p, codebooks, codes, ids, offsets, Q, mode, nprobe, lut,
+                out_d, out_i, CS=None):
+    """Every row of ``Q`` through ``ivfpq_one`` (``CS``: precomputed centroid scores)."""
     d = Q.shape[1]
     k = out_d.shape[1]
     qbuf = np.empty(d, np.float32)
     res = np.empty(d, np.float32)
     pd = np.empty(nprobe, np.float64)
     pi = np.empty(nprobe, np.int64)
-    lut = np.empty((m, ksub), np.float64)
     sd = np.empty(k, np.float64)
     si = np.empty(k, np.int64)
     for r in range(Q.shape[0]):
-        st = _ivfpq_query(centroids, cnorms, codebooks, codes, ids, offsets, Q[r], mode, qbuf,
-                          res, pd, pi, lut, sd, si, out_d[r], out_i[r])
+        st = _ivfpq_query(centroids, ct, cn_p, codebooks, codes, ids, offsets, Q[r], mode,
+                          qbuf, res, pd, pi, lut, sd, si, out_d[r], out_i[r],
+                          None if CS is None else CS[r])
         if st != OK:
             return st
     return OK

@@ -143,6 +143,14 @@ def fastscan_blocks(index: Any) -> np.ndarray:
     return cached
 
 
+def lut_buffer(index: Any) -> np.ndarray:
+    """The look-up table the kernels fill for each query, kept per index and thread (float64
+    while it fits the L1 cache, float32 above: ``kernels.lut_dtype``)."""
+    m, ksub = index.codebooks.shape[0], index.codebooks.shape[1]
+    flat = index._scratch(f"lut{K.lut_dtype(m, ksub).__name__}", m * ksub, K.lut_dtype(m, ksub))
+    return flat[:m * ksub].reshape(m, ksub)
+
+
 def books_for_kernels(index: Any) -> np.ndarray:
     """The codebooks as the kernels read them, (m, dsub, ksub) float64 (made once and kept;
     derived from ``codebooks``)."""
@@ -233,8 +241,8 @@ class PQIndex(Index):
         I = np.empty((1, k), np.int64)  # noqa: E741
         if self.nbits == 4:
             return self._fastscan(q[None], self._mode, D, I)
-        raise_status(K.pq_one(books_for_kernels(self), scan_codes(self), q, self._mode, D[0],
-                              I[0]), "q")
+        raise_status(K.pq_one(books_for_kernels(self), scan_codes(self), q, self._mode,
+                              lut_buffer(self), D[0], I[0]), "q")
         return D, I
 
     def _fastscan(self, q: np.ndarray, mode: int, D: np.ndarray,
@@ -260,7 +268,8 @@ class PQIndex(Index):
             mode = 0 if self.metric == "cosine" else self._mode  # q is already prepared
             if self.nbits == 4:
                 return self._fastscan(q, mode, D, I)
-            raise_status(K.pq_batch(books_for_kernels(self), scan_codes(self), q, mode, D, I), "q")
+            raise_status(K.pq_batch(books_for_kernels(self), scan_codes(self), q, mode,
+                                    lut_buffer(self), D, I), "q")
             return D, I
         if self.nbits > 12:
             raise ValueError(f"symmetric search needs nbits <= 12 (a ksub x ksub table), "
