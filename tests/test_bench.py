@@ -173,3 +173,57 @@ def test_sweep_single_mode_rows_carry_latency():
     (row,) = bench.sweep(build, ds, k=10, repeats=3, mode="single", n_single=30)
     assert row["mode"] == "single" and row["recall"] == 1.0
     assert 0 < row["median_ms"] <= row["p99_ms"]
+
+
+def test_measure_counts_cpu_time_and_rounds_and_ratios_carry_their_spread():
+    xq = np.zeros((30, 4), np.float32)
+
+    def slow(q):
+        sum(range(30_000))
+
+    def fast(q):
+        sum(range(3_000))
+
+    t = bench.measure({"slow": slow, "fast": fast}, xq, mode="single", rounds=5)
+    for name in ("slow", "fast"):
+        assert len(t[name]["cpu_us"]) == len(t[name]["wall_us"]) == 5
+        assert t[name]["rounds"] == 5 and t[name]["n_queries"] == 30
+    r = bench.speed_ratio(t["fast"], t["slow"])  # fast is ours: several times faster
+    assert r["min"] <= r["median"] <= r["p90"] and r["rounds"] == 5
+    assert r["median"] > 2 and r["verdict"] == "faster"
+    assert "x (min" in bench.format_ratio(r) and "CPU time" in bench.format_ratio(r)
+    same = bench.speed_ratio(t["slow"], t["slow"], clock="wall")  # a ratio of one, by definition
+    assert same["verdict"] == "no measurable difference"
+    assert bench.format_ratio(same).startswith("no measurable difference")
+    with pytest.raises(ValueError, match="clock must be"):
+        bench.speed_ratio(t["slow"], t["fast"], clock="gpu")
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        bench.measure({"f": fast}, xq, rounds=0)
+
+
+def test_peers_are_called_raw_with_parameters_set_once():
+    ds = bench.load_dataset("glove", n_base=1500, n_query=30, gt_k=10)
+    hl = bench.HnswlibIndex(ds.dim, "ip", M=8, ef_construction=40)
+    hl.add(ds.xb)
+    raw = bench.searcher(hl, 10, {"ef": 48})
+    labels, dist = raw(ds.xq[:3])                    # hnswlib's own output: no conversion
+    assert labels.dtype == np.uint64 and hl.raw.ef == 48
+    np.testing.assert_array_equal(labels.astype(np.int64), hl.search(ds.xq[:3], 10, ef=48)[1])
+    fidx = faiss.IndexIVFFlat(faiss.IndexFlatIP(ds.dim), ds.dim, 8, faiss.METRIC_INNER_PRODUCT)
+    fidx.train(ds.xb)
+    fidx.add(ds.xb)
+    bench.searcher(fidx, 10, {"nprobe": 3})
+    assert fidx.nprobe == 3                          # set on the index once, not per call
+    ours = IVFIndex(ds.dim, nlist=8, metric="ip")
+    ours.train(ds.xb)
+    ours.add(ds.xb)
+    np.testing.assert_array_equal(bench.searcher(ours, 10, {"nprobe": 3})(ds.xq)[1],
+                                  ours.search(ds.xq, 10, nprobe=3)[1])
+
+
+def test_cache_sizes_and_bandwidths_are_measured():
+    assert bench.l3_cache_bytes() > 1 << 20
+    assert bench.l3_cache_bytes(default=123) in (123, bench.l3_cache_bytes())
+    assert bench.cache_bandwidth(1 << 20, repeats=5) > 0.1
+    with pytest.raises(ValueError, match="nbytes"):
+        bench.cache_bandwidth(10)
