@@ -340,7 +340,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # the budget: max_bytes_per_vector (index bytes per document, ids excluded), max_p99_ms
         # (single-query latency in thread CPU time on one thread; the query embedder's own time
         # is shown apart unless encoder_in_latency), max_build_s (notebook start to built index,
-        # wall seconds on build_threads threads, empty data cache). The task: n_corpus articles
+        # empty data cache: CPU seconds over build_threads threads). The task: n_corpus articles
         # (None = every article with a text), n_dev public and n_sealed sealed queries, k
         # results per query (recall@k); timeout_s/memory_gb: the scorer's child process;
         # max_chars: articles cut for the MiniLM baselines; shortlists/weights: the re-ranking

@@ -192,6 +192,30 @@ def test_run_queries_times_each_query_alone_and_checks_the_result() -> None:
         capstone.run_queries(_Echo(np.linspace(0, 1, 200)), ["a"], k=100)
     with pytest.raises(ValueError, match="non-empty list"):
         capstone.run_queries(eng, "a query", k=10)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        capstone.run_queries(eng, ["a"], k=0)
+
+
+def test_run_queries_times_the_query_embedder_apart() -> None:
+    import time
+
+    class Embedded(_Echo):
+        def encode(self, queries):
+            t0 = time.thread_time()
+            while time.thread_time() - t0 < 0.004:       # 4 ms of CPU in the embedder
+                pass
+            return np.zeros((len(queries), 4), np.float32)
+
+        def search(self, queries, k):
+            self.encode(queries)
+            return super().search(queries, k)
+
+    eng = Embedded(np.arange(200))
+    apart = capstone.run_queries(eng, ["a", "b"], k=10, warmup=0)
+    assert (apart["encode_ms"] >= 4.0).all() and (apart["ms"] < 4.0).all()
+    assert "encode" not in vars(eng)                                      # the wrapper is gone
+    inside = capstone.run_queries(eng, ["a", "b"], k=10, warmup=0, encoder_in_latency=True)
+    assert (inside["ms"] >= 4.0).all()
 
 
 def test_quality_and_budget() -> None:
@@ -334,6 +358,8 @@ def test_baseline_engines_on_a_tiny_corpus() -> None:
     pq = capstone.PQEngine(docs, m=4, model=_FakeModel(), vectors=vectors)
     assert pq.search([texts[3]], 400).shape == (1, 400)                   # padded with -1
     assert capstone.index_bytes(pq, 300, docs.article_id)["bytes_per_vector"] == 4
+    with pytest.raises(TypeError, match="docs must be a DataFrame"):
+        capstone.BM25Engine(texts)
 
 
 def test_table_and_history_plot(tmp_path: Path) -> None:
