@@ -130,79 +130,94 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "rerank_queries": 800, "rerank_k": 20},
     },
     "08": {
-        "ci": {"glove_base": 20_000, "minilm_base": 3_000, "n_query": 200,
-               "flat_sizes": [5_000, 10_000, 20_000], "kmeans_points": 5_000, "kmeans_k": 64,
-               "kmeans_iters": 10, "nlist": 64, "nprobes": [1, 2, 4, 8, 16, 64],
-               "timing_repeats": 2},
+        # glove_base/minilm_base/n_query: the two datasets; flat_sizes: base sizes of the
+        # single-query timing (the first one sets the L3 buffer); timing_queries x rounds: the
+        # queries and interleaved rounds of every timing (benchmarks/ use 1,000 x 15);
+        # kmeans_*: the k-means study; nlist/nprobes: the IVF sweep
+        "ci": {"glove_base": 64_000, "minilm_base": 3_000, "n_query": 200,
+               "flat_sizes": [16_000, 32_000, 64_000], "timing_queries": 100, "rounds": 3,
+               "kmeans_points": 5_000, "kmeans_k": 64, "kmeans_iters": 10, "nlist": 64,
+               "nprobes": [1, 2, 4, 8, 16, 64]},
         "standard": {"glove_base": 200_000, "minilm_base": 19_000, "n_query": 1_000,
-                     "flat_sizes": [25_000, 50_000, 100_000, 200_000], "kmeans_points": 50_000,
-                     "kmeans_k": 256, "kmeans_iters": 20, "nlist": 512,
-                     "nprobes": [1, 2, 4, 8, 16, 32, 64, 128], "timing_repeats": 3},
+                     "flat_sizes": [25_000, 50_000, 100_000, 200_000], "timing_queries": 300,
+                     "rounds": 5, "kmeans_points": 50_000, "kmeans_k": 256, "kmeans_iters": 20,
+                     "nlist": 512, "nprobes": [1, 2, 4, 8, 16, 32, 64, 128]},
         "full": {"glove_base": 399_000, "minilm_base": 85_000, "n_query": 1_000,
-                 "flat_sizes": [50_000, 100_000, 200_000, 399_000], "kmeans_points": 100_000,
-                 "kmeans_k": 1024, "kmeans_iters": 20, "nlist": 1024,
-                 "nprobes": [1, 2, 4, 8, 16, 32, 64, 128, 256], "timing_repeats": 3},
+                 "flat_sizes": [50_000, 100_000, 200_000, 399_000], "timing_queries": 1_000,
+                 "rounds": 15, "kmeans_points": 100_000, "kmeans_k": 1024, "kmeans_iters": 20,
+                 "nlist": 1024, "nprobes": [1, 2, 4, 8, 16, 32, 64, 128, 256]},
     },
     "09": {
         # n_train: training vectors for every PQ (ours and faiss's alike); n_train_sweep: for
-        # the reconstruction-error sweep over m (ms_glove); m_minilm: sub-quantisers for 384-d
+        # the sweep over m (ms_glove); m_minilm: sub-quantisers for 384-d; adc_queries: queries
+        # of the inline (numpy) ADC; timing_queries x rounds: every timing (interleaved)
         "ci": {"glove_base": 20_000, "minilm_base": 3_000, "n_query": 200, "n_train": 5_000,
-               "n_train_sweep": 5_000, "pq_niter": 10, "ms_glove": [1, 2, 5, 10, 25],
-               "m_minilm": 48, "nlist": 64, "nprobes": [1, 4, 16, 64], "timing_repeats": 2},
-        "standard": {"glove_base": 200_000, "minilm_base": 19_000, "n_query": 1_000,
+               "n_train_sweep": 5_000, "pq_niter": 10, "ms_glove": [2, 5, 10],
+               "m_minilm": 48, "nlist": 64, "nprobes": [1, 4, 16, 64], "adc_queries": 50,
+               "timing_queries": 100, "rounds": 3},
+        "standard": {"glove_base": 100_000, "minilm_base": 19_000, "n_query": 1_000,
                      "n_train": 20_000, "n_train_sweep": 10_000, "pq_niter": 15,
                      "ms_glove": [1, 2, 5, 10, 25], "m_minilm": 24, "nlist": 512,
-                     "nprobes": [1, 4, 16, 64, 256], "timing_repeats": 2},
+                     "nprobes": [1, 4, 16, 64, 256], "adc_queries": 100,
+                     "timing_queries": 200, "rounds": 5},
         "full": {"glove_base": 399_000, "minilm_base": 85_000, "n_query": 1_000,
                  "n_train": 65_536, "n_train_sweep": 65_536, "pq_niter": 25,
                  "ms_glove": [1, 2, 5, 10, 25, 50], "m_minilm": 48, "nlist": 1024,
-                 "nprobes": [1, 4, 16, 64, 256], "timing_repeats": 3},
+                 "nprobes": [1, 4, 16, 64, 256], "adc_queries": 1_000, "timing_queries": 1_000,
+                 "rounds": 15},
     },
     "10": {
-        # nsw_points: 2-D points of the drawn graph; n_base/n_query: GloVe slice for the index;
-        # ns: base sizes of the log N study (built with growth_efc); sweep_Ms/sweep_efcs: one
-        # build each at the other's default; news_base: MiniLM-news base for the peer table
-        # (used when "minilm-news" is in datasets); repeats: best-of for each QPS figure.
-        "ci": {"nsw_points": 300, "n_base": 4_000, "n_query": 200, "M": 16,
-               "ef_construction": 100, "efs": [10, 20, 40, 80, 160],
-               "ns": [1_000, 2_000, 4_000, 8_000], "growth_efc": 40, "sweep_Ms": [8, 16],
-               "sweep_efcs": [40, 100], "datasets": ["glove"], "news_base": 2_000,
-               "repeats": 1},
-        "standard": {"nsw_points": 600, "n_base": 30_000, "n_query": 500, "M": 16,
-                     "ef_construction": 100, "efs": [10, 20, 40, 80, 160, 320],
-                     "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 32,
-                     "sweep_Ms": [8, 16, 32], "sweep_efcs": [40, 100],
-                     "datasets": ["glove", "minilm-news"], "news_base": 10_000, "repeats": 2},
-        "full": {"nsw_points": 1_000, "n_base": 399_000, "n_query": 1_000, "M": 16,
-                 "ef_construction": 200, "efs": [10, 20, 40, 80, 160, 320, 640],
-                 "ns": [10_000, 40_000, 160_000, 399_000], "growth_efc": 100,
-                 "sweep_Ms": [8, 16, 32, 48], "sweep_efcs": [50, 100, 200, 400],
-                 "datasets": ["glove", "minilm-news"], "news_base": 80_000, "repeats": 3},
+        # nsw_points: 2-D points of the drawn graph; stack_points: the 2-D HNSW of the layer
+        # picture; n_base/n_query: GloVe slice for the index; python_queries: queries the plain
+        # Python search answers (the parity check); ns: base sizes of the log N study (built with
+        # growth_efc); sweep_Ms/sweep_efcs: one build each at the other's default; news_base:
+        # MiniLM-news base for the peer table (used when "minilm-news" is in datasets);
+        # timing_queries x rounds: every timing (interleaved rounds)
+        "ci": {"nsw_points": 300, "stack_points": 400, "n_base": 4_000, "n_query": 200,
+               "python_queries": 20, "M": 16, "ef_construction": 100,
+               "efs": [10, 20, 40, 80, 160], "ns": [1_000, 2_000, 4_000, 8_000],
+               "growth_efc": 40, "sweep_Ms": [8, 16], "sweep_efcs": [40, 100],
+               "datasets": ["glove"], "news_base": 2_000, "timing_queries": 100, "rounds": 3},
+        "standard": {"nsw_points": 600, "stack_points": 600, "n_base": 30_000, "n_query": 500,
+                     "python_queries": 50, "M": 16, "ef_construction": 100,
+                     "efs": [10, 20, 40, 80, 160, 320], "ns": [10_000, 40_000, 160_000],
+                     "growth_efc": 32, "sweep_Ms": [8, 16, 32], "sweep_efcs": [40, 100],
+                     "datasets": ["glove", "minilm-news"], "news_base": 10_000,
+                     "timing_queries": 300, "rounds": 5},
+        "full": {"nsw_points": 1_000, "stack_points": 1_000, "n_base": 399_000, "n_query": 1_000,
+                 "python_queries": 200, "M": 16, "ef_construction": 200,
+                 "efs": [10, 20, 40, 80, 160, 320, 640], "ns": [10_000, 40_000, 160_000, 399_000],
+                 "growth_efc": 100, "sweep_Ms": [8, 16, 32, 48], "sweep_efcs": [50, 100, 200, 400],
+                 "datasets": ["glove", "minilm-news"], "news_base": 80_000,
+                 "timing_queries": 1_000, "rounds": 15},
     },
     "11": {
         # n_base/n_query: GloVe slice for every index; t_base: base for the threshold sweep;
         # m/nbits: PQ code (the same for plain and anisotropic); nlist/nprobes, efs: IVF and
         # HNSW settings of the all-index sweep; mc_queries: Monte Carlo queries of the eta check;
         # news_base/news_m: MiniLM-news base and its PQ m (when "minilm-news" is in datasets);
-        # repeats: QPS best-of; inline_points: rows of the inline codebook-step check.
+        # rounds: interleaved timing rounds; timing_queries: queries of the 4-bit scan timings;
+        # inline_points: rows of the inline codebook-step check; level: the recall at which
+        # the comparison's speeds are read.
         "ci": {"n_base": 3_000, "n_query": 200, "t_base": 2_000, "m": 25, "nbits": 4,
                "aniso_iter": 3, "Ts": [0.0, 0.1, 0.2, 0.3], "nlist": 32,
                "nprobes": [1, 2, 4, 8, 16], "M": 16, "ef_construction": 64,
                "efs": [10, 20, 40, 80], "mc_queries": 200_000, "n_shards": 4,
-               "datasets": ["glove"], "news_base": 2_000, "news_m": 48, "repeats": 1,
-               "inline_points": 3_000},
-        "standard": {"n_base": 50_000, "n_query": 1_000, "t_base": 10_000, "m": 25, "nbits": 4,
+               "datasets": ["glove"], "news_base": 2_000, "news_m": 48, "rounds": 3,
+               "timing_queries": 200, "level": 0.9, "inline_points": 3_000},
+        "standard": {"n_base": 40_000, "n_query": 1_000, "t_base": 6_000, "m": 25, "nbits": 4,
                      "aniso_iter": 5, "Ts": [0.0, 0.1, 0.2, 0.3, 0.4], "nlist": 256,
                      "nprobes": [1, 2, 4, 8, 16, 32, 64], "M": 16, "ef_construction": 100,
                      "efs": [10, 20, 40, 80, 160, 320], "mc_queries": 1_000_000, "n_shards": 4,
                      "datasets": ["glove", "minilm-news"], "news_base": 15_000, "news_m": 48,
-                     "repeats": 2, "inline_points": 10_000},
+                     "rounds": 3, "timing_queries": 300, "level": 0.9, "inline_points": 10_000},
         "full": {"n_base": 399_000, "n_query": 1_000, "t_base": 50_000, "m": 25, "nbits": 4,
                  "aniso_iter": 8, "Ts": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "nlist": 1_024,
                  "nprobes": [1, 2, 4, 8, 16, 32, 64, 128], "M": 16, "ef_construction": 200,
                  "efs": [10, 20, 40, 80, 160, 320, 640], "mc_queries": 4_000_000,
                  "n_shards": 8, "datasets": ["glove", "minilm-news"], "news_base": 80_000,
-                 "news_m": 48, "repeats": 3, "inline_points": 20_000},
+                 "news_m": 48, "rounds": 15, "timing_queries": 1_000, "level": 0.9,
+                 "inline_points": 20_000},
     },
     "12": {
         # n_base/n_query: MiniLM news sentences (payload: source, date, article) and held-out
