@@ -306,6 +306,38 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                  "clip_temperature": 0.1, "n_users": 5_000, "n_items": 2_000, "per_user": 100,
                  "rec_dim": 32, "rec_steps": 4_000, "rec_batch": 512, "rec_temperature": 0.1},
     },
+    "16": {
+        # code: every_file reads every k-th file of the standard library (1 = all); test_fraction
+        # of the pairs held out, by module; MiniLM fine-tuned on ft_pairs training pairs (None =
+        # all) with documents cut to ft_len word pieces, the top ft_layers trained for ft_epochs;
+        # rrf_k of reciprocal rank fusion; n_boot bootstrap resamples of every interval.
+        # speech: n_words training words and n_test_words held-out words, n_voices training
+        # voices, per_voice clips of each word by each voice at rates and pitches drawn from the
+        # ranges, white noise at train_snr (a range, dB) in training and test_snr in the tests;
+        # the towers (audio_dim, audio_width) trained audio_steps steps of audio_batch words at
+        # audio_lr; map_words held-out words in the 2-D map; sweep: numbers of training voices,
+        # each trained sweep_steps steps.
+        "ci": {"every_file": 8, "test_fraction": 0.3, "ft_len": 32, "ft_layers": 1,
+               "ft_pairs": 48, "ft_epochs": 1, "ft_batch": 16, "ft_lr": 1e-4, "rrf_k": 60,
+               "n_boot": 500, "n_words": 40, "n_test_words": 12, "n_voices": 8, "per_voice": 1,
+               "rates": [130, 220], "pitches": [30, 70], "train_snr": [0, 20], "test_snr": 10,
+               "audio_dim": 32, "audio_width": 16, "audio_steps": 20, "audio_batch": 16,
+               "audio_lr": 3e-3, "map_words": 4, "sweep": [1, 2, 4, 8], "sweep_steps": 10},
+        "standard": {"every_file": 1, "test_fraction": 0.15, "ft_len": 64, "ft_layers": 2,
+                     "ft_pairs": 1500, "ft_epochs": 1, "ft_batch": 32, "ft_lr": 1e-4,
+                     "rrf_k": 60, "n_boot": 2000, "n_words": 1000, "n_test_words": 250,
+                     "n_voices": 8, "per_voice": 1, "rates": [130, 220], "pitches": [30, 70],
+                     "train_snr": [0, 20], "test_snr": 10, "audio_dim": 128, "audio_width": 64,
+                     "audio_steps": 300, "audio_batch": 256, "audio_lr": 3e-3, "map_words": 8,
+                     "sweep": [1, 2, 4, 8], "sweep_steps": 150},
+        "full": {"every_file": 1, "test_fraction": 0.15, "ft_len": 128, "ft_layers": 2,
+                 "ft_pairs": None, "ft_epochs": 1, "ft_batch": 32, "ft_lr": 5e-5, "rrf_k": 60,
+                 "n_boot": 5000, "n_words": 2000, "n_test_words": 500, "n_voices": 8,
+                 "per_voice": 2, "rates": [120, 240], "pitches": [25, 75], "train_snr": [0, 20],
+                 "test_snr": 10, "audio_dim": 128, "audio_width": 128, "audio_steps": 1000,
+                 "audio_batch": 256, "audio_lr": 3e-3, "map_words": 10, "sweep": [1, 2, 4, 8],
+                 "sweep_steps": 600},
+    },
     "17": {
         "ci": {"n_points": 20_000, "ns": [1_000, 4_000, 16_000], "ks": [1, 10, 100],
                "timing_repeats": 2},
