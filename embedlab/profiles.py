@@ -222,23 +222,30 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "12": {
         # n_base/n_query: MiniLM news sentences (payload: source, date, article) and held-out
         # queries, the one workload of every engine; n_latency: single-query latencies per
-        # engine; selectivities: shares of rows a filter keeps (the pre/post-filter figure);
-        # post_depth: how deep an unfiltered top k goes before post-filtering; n_trap: queries
-        # of that figure; pg_ns: base sizes of the pgvector HNSW scaling study;
-        # n_eval/max_chars/fusion_depth: the held-out articles of the hybrid-search section and
-        # how deep each list goes into the fusion.
-        "ci": {"n_base": 2_000, "n_query": 50, "n_latency": 20,
-               "selectivities": [0.01, 0.03, 0.1, 0.3, 1.0], "post_depth": 40,
-               "n_trap": 50, "pg_ns": [500, 1_000, 2_000], "n_eval": 100, "max_chars": 500,
+        # engine; k_big: the k of the "k real ids" check; selectivities: shares of rows a filter
+        # keeps (the filtered-search table); post_depth: the unfiltered HNSW top list a
+        # post-filter keeps from; n_trap: queries of that table (n_slow for Qdrant's Python
+        # filter); milvus_efs: the ef values of Milvus Lite's filtered walk; reranks: shortlists
+        # the binary index re-ranks with float32; crash_batch: rows per transaction of the crash
+        # tests; pg_ns: base sizes whose buffer pages per query feed the latency model;
+        # n_eval/max_chars/fusion_depth: the held-out articles of hybrid search and how deep each
+        # list goes into the fusion.
+        "ci": {"n_base": 2_000, "n_query": 50, "n_latency": 20, "k_big": 100,
+               "selectivities": [0.01, 0.1, 0.5], "post_depth": 40, "n_trap": 30, "n_slow": 3,
+               "milvus_efs": [64, 256, 1024], "reranks": [10, 40], "crash_batch": 1_000,
+               "pg_ns": [500, 1_000, 2_000], "n_eval": 100, "max_chars": 500,
                "fusion_depth": 100},
-        "standard": {"n_base": 10_000, "n_query": 200, "n_latency": 50,
-                     "selectivities": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "post_depth": 40,
-                     "n_trap": 50, "pg_ns": [2_500, 5_000, 10_000], "n_eval": 800,
+        "standard": {"n_base": 10_000, "n_query": 200, "n_latency": 50, "k_big": 100,
+                     "selectivities": [0.01, 0.1, 0.5], "post_depth": 40, "n_trap": 50,
+                     "n_slow": 5, "milvus_efs": [64, 256, 1024], "reranks": [10, 40, 100],
+                     "crash_batch": 2_000, "pg_ns": [2_500, 5_000, 10_000], "n_eval": 800,
                      "max_chars": 1000, "fusion_depth": 100},
-        "full": {"n_base": 80_000, "n_query": 500, "n_latency": 300,
-                 "selectivities": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0], "post_depth": 40,
-                 "n_trap": 500, "pg_ns": [10_000, 20_000, 40_000, 80_000], "n_eval": 800,
-                 "max_chars": None, "fusion_depth": 200},
+        "full": {"n_base": 80_000, "n_query": 500, "n_latency": 300, "k_big": 100,
+                 "selectivities": [0.001, 0.01, 0.1, 0.5], "post_depth": 40, "n_trap": 500,
+                 "n_slow": 20, "milvus_efs": [64, 256, 1024, 4096],
+                 "reranks": [10, 40, 100, 400], "crash_batch": 5_000,
+                 "pg_ns": [10_000, 20_000, 40_000, 80_000], "n_eval": 800, "max_chars": None,
+                 "fusion_depth": 200},
     },
     "13": {
         # the chapter-05 bag-of-GloVe encoder, its table lifted to each output size in `sizes`;

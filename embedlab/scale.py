@@ -81,10 +81,15 @@ def join(url: str | Path, *names: str) -> str:
     return out
 
 
-def _fs(url: str | Path):
+def filesystem(url: str | Path):
+    """``(fs, path)``: the fsspec filesystem that holds ``url`` and the path within it (resolved
+    here, in this process: pass ``url`` itself to tasks, never ``path``)."""
     import fsspec
 
     return fsspec.core.url_to_fs(str(url))
+
+
+_fs = filesystem
 
 
 def default_storage() -> str:
@@ -763,18 +768,35 @@ def assign_parts(parts: Sequence[int], n_shards: int) -> list[list[int]]:
 
 @dataclass
 class ShardSet:
-    """The shards of one index: Dask futures, each first built on ``placed[s]``; ``holders``
-    says where each one lives now (a shard whose worker died is rebuilt elsewhere)."""
+    """The shards of one index: Dask futures, each first built on ``placed[s]`` from the
+    template and parts at ``template`` and ``parts[s]`` (URLs: the shard's recipe);
+    ``holders`` says where each one lives now, and ``rebuilt`` lists the shards rebuilt after
+    their worker died."""
 
     futures: list
     placed: list[str]
     template: str
     parts: list[list[str]]
+    rebuilt: list[int] = field(default_factory=list)
 
     def holders(self, client) -> list[str]:
         """The worker that holds each shard now (``""`` while it is being rebuilt)."""
         who = client.who_has(self.futures)
         return [sorted(who.get(f.key, ()) or [""])[0] for f in self.futures]
+
+    def ensure(self, client) -> list[int]:
+        """Rebuild, on any live worker, every shard that no worker holds (its worker died):
+        a new task from the same recipe, with no placement. Dask would recompute a lost shard
+        itself, but a task placed on a worker that no longer exists can wait for ever once
+        every worker it could fall back on was gone at the moment of the loss. Returns the
+        shards resubmitted."""
+        who = client.who_has(self.futures)
+        redo = [s for s, f in enumerate(self.futures) if not who.get(f.key)]
+        for s in redo:
+            self.futures[s] = client.submit(Shard, self.template, self.parts[s], pure=False,
+                                            key=f"shard-{s}-{uuid.uuid4().hex[:8]}")
+        self.rebuilt += redo
+        return redo
 
 
 def build_shards(client, emb_dir: str | Path, template: Any,
@@ -840,8 +862,7 @@ def sharded_search(client, shards: ShardSet, q: np.ndarray, k: int, nprobe: int 
     if q.ndim != 2:
         raise ValueError(f"q must be 2-D (nq, dim), got shape {q.shape}")
     t0 = time.perf_counter()
-    futs = [client.submit(_search_shard, f, q, k, nprobe, pure=False) for f in shards.futures]
-    got = _gather_within(client, futs, timeout)
+    got = _gather_within(client, shards, q, k, nprobe, timeout)
     t1 = time.perf_counter()
     D, I = merge_shard_results([(d, i) for d, i, _ in got], k, largest=largest)  # noqa: E741
     t2 = time.perf_counter()
@@ -849,14 +870,24 @@ def sharded_search(client, shards: ShardSet, q: np.ndarray, k: int, nprobe: int 
                   "merge": t2 - t1}
 
 
-def _gather_within(client, futs, timeout: float):
+def _gather_within(client, shards: ShardSet, q, k, nprobe, timeout: float, step: float = 5.0):
+    """Search every shard. A shard future that is not ``finished`` lost its worker: rebuild the
+    shards no worker holds (``ShardSet.ensure``) first; and every ``step`` seconds without an
+    answer, check again and ask again, until ``timeout``."""
     from distributed import wait
 
-    done, pending = wait(futs, timeout=timeout)
-    if pending:
-        raise TimeoutError(f"{len(pending)} of {len(futs)} shards did not answer within "
-                           f"{timeout:g} s")
-    return client.gather(futs)
+    deadline = time.perf_counter() + timeout
+    while True:
+        if any(f.status != "finished" for f in shards.futures):   # a shard was lost
+            shards.ensure(client)
+        futs = [client.submit(_search_shard, f, q, k, nprobe, pure=False)
+                for f in shards.futures]
+        try:
+            wait(futs, timeout=max(0.1, min(step, deadline - time.perf_counter())))
+            return client.gather(futs)
+        except TimeoutError:
+            if time.perf_counter() >= deadline:
+                raise TimeoutError(f"the shards did not answer within {timeout:g} s") from None
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:

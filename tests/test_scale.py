@@ -225,3 +225,10 @@ def test_a_shard_whose_worker_dies_is_rebuilt_and_answers_the_same(client, tmp_p
     infos = scale.shard_infos(client, shards)
     assert infos[0]["built_by"] != victim and victim not in scale.workers(client)
     assert [i["ntotal"] for i in infos] == [600, 600]
+    # every worker dies at once: the shards are rebuilt on the workers that replace them
+    everyone = scale.workers(client)
+    for addr in everyone:
+        scale.kill_worker(client, addr)
+    again = scale.sharded_search(client, shards, x[:20], 10, nprobe=4, timeout=180)
+    assert np.array_equal(before[1], again[1]) and np.array_equal(before[0], again[0])
+    assert not set(everyone) & {i["built_by"] for i in scale.shard_infos(client, shards)}

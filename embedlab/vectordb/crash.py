@@ -159,7 +159,8 @@ def _fresh(engine: str, where: str, dim: int) -> None:
 def _one_try(engine, where, dim, batch, kill, srv, rng) -> dict[str, Any]:
     _fresh(engine, where, dim)
     proc = subprocess.Popen([sys.executable, "-m", "embedlab.vectordb.crash", engine, where,
-                             str(dim), str(batch)], stdout=subprocess.PIPE, text=True)
+                             str(dim), str(batch)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
     committed, backend, xid, t_begin, t_batch, was_open = 0, None, None, {}, None, None
     victims: list[int] = []
     log_start = 0 if srv is None else len(_log(srv))

@@ -27,7 +27,7 @@ import numpy as np
 
 from embedlab.vectordb.base import VectorStore, identifier, require, vectors
 
-os.environ.setdefault("LANCE_LOG", "error")
+os.environ.setdefault("LANCEDB_LOG", "error")   # LanceDB's Rust logger: errors only
 
 
 def lance_table(path: str | Path, name: str, vectors_: object, **columns: Sequence[Any]):

@@ -22,10 +22,13 @@ own answer).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from embedlab.vectordb.base import VectorStore, distances, identifier, require
+
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")   # the gRPC client's notes on fork(): errors only
 
 
 class MilvusStore(VectorStore):

@@ -182,6 +182,7 @@ class PgVectorStore(VectorStore):
         self.complete_short, self.record_plans = bool(complete_short), bool(record_plans)
         self._lists_cache: int | None = None
         self.plans: list[str] = []
+        self.query_ms: list[float] = []      # each query of the last search, its EXPLAIN excluded
         self._server = None
         if dsn is None:
             self._server, self._folder = start_pgserver(path)
@@ -332,20 +333,26 @@ class PgVectorStore(VectorStore):
         return f"SELECT id, {dist} AS d FROM {t} {where} ORDER BY {order} LIMIT {k}", named
 
     def _run(self, q, k, conds, plan: str | None = None):
+        import time
+
         sql, named = self.search_sql(k, conds)
         settings = self._settings(k, plan)
         for row in q:
             params = {"q": pg_vector_literal(row), **named}
+            t0 = time.perf_counter()
             with self.conn.transaction():
                 self.conn.execute(settings)
                 if self.record_plans:
+                    t1 = time.perf_counter()
                     shown = self.conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()
                     self.plans.append(plan_label(shown[0]))
+                    t0 += time.perf_counter() - t1       # the EXPLAIN is not the query's time
                 hits = self.conn.execute(sql, params).fetchall()
+            self.query_ms.append(1e3 * (time.perf_counter() - t0))
             yield np.array([h[1] for h in hits], dtype=np.float64), [h[0] for h in hits]
 
     def _search(self, q, k, conds):
-        self.plans = []
+        self.plans, self.query_ms = [], []
         return self._run(q, k, conds)
 
     def _complete(self, q, k, conds):
@@ -380,31 +387,45 @@ class PgVectorStore(VectorStore):
                                     {"q": pg_vector_literal(row), **named}).fetchone()[0]
         return out[0]
 
-    def _hybrid(self, text, terms, v, k, rrf_k, depth):
+    def hybrid_sql(self) -> str:
+        """The one statement ``hybrid_search`` runs: the HNSW top ``depth`` and the full-text
+        top ``depth`` (``ts_rank`` over the rows whose ``tsvector`` matches any query word),
+        each numbered by rank, joined, and fused by reciprocal rank."""
+        self._created()
         _, op = self._OPCLASS[self.metric]
         t = self.table
-        sql = f"""
-            WITH vec AS (
-                SELECT id, row_number() OVER (ORDER BY d, id) AS r FROM (
-                    SELECT id, embedding {op} %(q)s::vector AS d FROM {t}
-                    ORDER BY embedding {op} %(q)s::vector LIMIT %(depth)s) nearest),
-            lex AS (
-                SELECT id, row_number() OVER (ORDER BY s DESC, id) AS r FROM (
-                    SELECT id, ts_rank(tsv, query) AS s
-                    FROM {t}, to_tsquery('english', %(tq)s) AS query
-                    WHERE tsv @@ query ORDER BY s DESC, id LIMIT %(depth)s) matched)
-            SELECT coalesce(vec.id, lex.id) AS id,
-                   coalesce(1.0 / (%(rrf)s + vec.r), 0) + coalesce(1.0 / (%(rrf)s + lex.r), 0)
-                       AS score
-            FROM vec FULL OUTER JOIN lex ON vec.id = lex.id
-            ORDER BY score DESC, id LIMIT %(k)s"""
-        params = {"q": pg_vector_literal(v), "depth": depth, "tq": " | ".join(terms),
-                  "rrf": rrf_k, "k": k}
+        return f"""WITH vec AS (
+    SELECT id, row_number() OVER (ORDER BY d, id) AS r FROM (
+        SELECT id, embedding {op} %(q)s::vector AS d FROM {t}
+        ORDER BY embedding {op} %(q)s::vector LIMIT %(depth)s) nearest),
+lex AS (
+    SELECT id, row_number() OVER (ORDER BY s DESC, id) AS r FROM (
+        SELECT id, ts_rank(tsv, query) AS s
+        FROM {t}, to_tsquery('english', %(words)s) AS query
+        WHERE tsv @@ query ORDER BY s DESC, id LIMIT %(depth)s) matched)
+SELECT coalesce(vec.id, lex.id) AS id,
+       coalesce(1.0 / (%(rrf_k)s + vec.r), 0) + coalesce(1.0 / (%(rrf_k)s + lex.r), 0) AS score
+FROM vec FULL OUTER JOIN lex ON vec.id = lex.id
+ORDER BY score DESC, id LIMIT %(k)s"""
+
+    def _hybrid(self, text, terms, v, k, rrf_k, depth):
+        params = {"q": pg_vector_literal(v), "depth": depth, "words": " | ".join(terms),
+                  "rrf_k": rrf_k, "k": k}
         with self.conn.transaction():
             self.conn.execute(f"SET LOCAL hnsw.ef_search = {min(depth, EF_SEARCH_MAX)}; "
                               f"SET LOCAL client_min_messages = warning")
-            rows = self.conn.execute(sql, params).fetchall()
+            rows = self.conn.execute(self.hybrid_sql(), params).fetchall()
         return [(int(i), float(s)) for i, s in rows]
+
+    def pages_per_query(self, xq: np.ndarray, k: int = 10) -> float:
+        """Median buffer pages (shared hits + reads, ``EXPLAIN (ANALYZE, BUFFERS)``) that one
+        query touches under this store's settings: a count, not a time, so it does not depend
+        on how busy the machine is."""
+        pages = []
+        for row in xq:
+            plan = self.explain(row, k, analyze=True)["Plan"]
+            pages.append(plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0))
+        return float(np.median(pages))
 
     # ------------------------------------------------------------------ sizes and copies
     def disk_bytes(self) -> int:

@@ -220,21 +220,26 @@ class SqliteVecAdapter(VectorStore):
             hits = self.conn.execute(sql, (row.tobytes(), k, *params)).fetchall()
             yield np.array([h[1] for h in hits], dtype=np.float64), [h[0] for h in hits]
 
+    def hybrid_sql(self, lexical: bool = True) -> str:
+        """The one statement ``hybrid_search`` runs: the ``vec0`` top ``depth`` and the FTS5
+        top ``depth`` (ranked by ``bm25()``, FTS5's ``rank``), each numbered by rank, and their
+        reciprocal ranks summed per id (``lexical=False``: no words to match, the vector side
+        alone)."""
+        lex = (f"SELECT rowid AS id, row_number() OVER (ORDER BY rank) AS r FROM {self.fts} "
+               f"WHERE {self.fts} MATCH :match ORDER BY rank LIMIT :depth") if lexical else \
+            "SELECT NULL AS id, NULL AS r WHERE 0"
+        return f"""WITH vec AS (SELECT id, row_number() OVER (ORDER BY distance) AS r
+             FROM {self.table} WHERE embedding MATCH :v AND k = :depth),
+     lex AS ({lex}),
+     ranks AS (SELECT id, r FROM vec UNION ALL SELECT id, r FROM lex)
+SELECT id, sum(1.0 / (:rrf_k + r)) AS score FROM ranks
+GROUP BY id ORDER BY score DESC, id LIMIT :k"""
+
     def _hybrid(self, text, terms, v, k, rrf_k, depth):
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        lexical = (f"SELECT rowid AS id, row_number() OVER (ORDER BY rank) AS r FROM {self.fts} "
-                   f"WHERE {self.fts} MATCH :match ORDER BY rank LIMIT :depth")
-        if not terms:                            # nothing to match: the vector side alone
-            lexical = "SELECT NULL AS id, NULL AS r WHERE 0"
-        sql = f"""
-            WITH vec AS (SELECT id, row_number() OVER (ORDER BY distance) AS r
-                         FROM {self.table} WHERE embedding MATCH :v AND k = :depth),
-                 lex AS ({lexical}),
-                 ranks AS (SELECT id, r FROM vec UNION ALL SELECT id, r FROM lex)
-            SELECT id, sum(1.0 / (:rrf + r)) AS score FROM ranks
-            GROUP BY id ORDER BY score DESC, id LIMIT :k"""
-        rows = self.conn.execute(sql, {"v": v.tobytes(), "depth": depth, "match": match,
-                                       "rrf": rrf_k, "k": k}).fetchall()
+        rows = self.conn.execute(self.hybrid_sql(bool(terms)),
+                                 {"v": v.tobytes(), "depth": depth, "match": match,
+                                  "rrf_k": rrf_k, "k": k}).fetchall()
         return [(int(i), float(s)) for i, s in rows]
 
     def disk_bytes(self) -> int:

@@ -186,6 +186,7 @@ def filtered_run(store: VectorStore, xq: np.ndarray, where: dict,
     ms = 1e3 * (time.perf_counter() - t0) / xq.shape[0]
     if getattr(store, "record_plans", False):
         plan = plan_summary(store.plans)
+        ms = float(np.mean(store.query_ms))        # the queries alone, not their EXPLAIN
     elif hasattr(store, "plan"):
         plan = store.plan(xq[0], k, where)
     else:
@@ -193,6 +194,58 @@ def filtered_run(store: VectorStore, xq: np.ndarray, where: dict,
     return {"recall@10": float(per_query_recall(got, want).mean()),
             "ids returned": float((got >= 0).sum(axis=1).mean()),
             "rows completed": store.fallbacks, "ms/query": ms, "plan": plan}
+
+
+# --------------------------------------------------------------------------- snapshots
+def snapshot_reads(dsn: str, dim: int, n_batches: int = 8, batch: int = 500, readers: int = 2,
+                   table: str = "live", seed: int = 1) -> list[dict[str, Any]]:
+    """Readers search while a writer inserts, on PostgreSQL: what each read saw.
+
+    A writer thread inserts ``n_batches`` batches of random rows (one transaction each) into a
+    fresh ``table``; each of ``readers`` threads repeatedly opens a ``REPEATABLE READ``
+    transaction, counts the rows, runs a k-NN query and counts again, until the writer is done
+    (and at least three times). Returns one row per read: reader, count before, count after.
+    Under snapshot isolation both counts are equal and a whole number of batches.
+    """
+    import threading
+
+    import psycopg
+
+    from embedlab.vectordb.pgvector import PgVectorStore, pg_vector_literal
+
+    fields = {"source": str, "date": int}
+    PgVectorStore(dsn=dsn, table=table, fields=fields).create(dim).close()
+    q = pg_vector_literal(np.random.default_rng(seed + 1).standard_normal(dim))
+    done, reads = threading.Event(), []
+
+    def write() -> None:
+        w = PgVectorStore(dsn=dsn, table=table, fields=fields).attach(dim)
+        rng = np.random.default_rng(seed)
+        for b in range(n_batches):
+            x = rng.standard_normal((batch, dim)).astype(np.float32)
+            w.upsert(range(b * batch, (b + 1) * batch), x,
+                     {"source": ["w"] * batch, "date": [b] * batch})
+        w.close()
+        done.set()
+
+    def read(name: str) -> None:
+        with psycopg.connect(dsn, prepare_threshold=None) as c:
+            while not done.is_set() or sum(r["reader"] == name for r in reads) < 3:
+                with c.transaction():
+                    c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    n1 = c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                    c.execute(f"SELECT id FROM {table} ORDER BY embedding <=> %s::vector "
+                              f"LIMIT 10", (q,)).fetchall()
+                    n2 = c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                reads.append({"reader": name, "count before": n1, "count after": n2})
+
+    threads = [threading.Thread(target=write)] + [
+        threading.Thread(target=read, args=(f"r{i}",)) for i in range(readers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return reads
 
 
 # --------------------------------------------------------------------------- hybrid search
@@ -238,7 +291,8 @@ class HybridTask:
     def python_rankings(self, k: int = 10, rrf_k: float = 60.0, depth: int = 100
                         ) -> dict[str, np.ndarray]:
         """BM25 alone, MiniLM alone and their reciprocal rank fusion in Python (each list cut
-        at ``depth`` before fusing), each headline's top ``k``."""
+        at ``depth`` before fusing), each headline's top ``k``; where each headline's own article
+        ranks in the full BM25 and MiniLM rankings; and the two lists cut at ``depth``."""
         from embedlab.contrastive import bm25_scores
 
         bm25 = np.argsort(-bm25_scores(self.headlines, self.docs), axis=1, kind="stable")
@@ -250,7 +304,8 @@ class HybridTask:
         for r, row in enumerate(fused):
             pad[r, :len(row)] = row
         return {"BM25": bm25[:, :k], "MiniLM": dense[:, :k], "RRF in Python": pad,
-                "BM25 rank": _rank_of_self(bm25), "MiniLM rank": _rank_of_self(dense)}
+                "BM25 rank": _rank_of_self(bm25), "MiniLM rank": _rank_of_self(dense),
+                "BM25 lists": bm25[:, :depth], "MiniLM lists": dense[:, :depth]}
 
 
 def _rank_of_self(ranked: np.ndarray) -> np.ndarray:
