@@ -549,14 +549,15 @@ def searcher(index: Any, k: int, params: dict[str, Any] | None = None
 def sweep(build: Callable[[], Any], ds: ANNDataset, params: Sequence[dict[str, Any]] = ({},),
           k: int = 10, library: str = "embedlab", label: str = "", repeats: int = ROUNDS,
           search: Callable[..., Any] | None = None, mode: str = "batch",
-          n_single: int = MIN_QUERIES) -> list[dict[str, Any]]:
+          n_single: int = MIN_QUERIES, n_timing: int | None = None) -> list[dict[str, Any]]:
     """Build one index, then measure recall@k and speed for each search setting in ``params``.
 
     ``build()`` returns a trained, filled index; its wall time is the build time. Recall comes
     from ``search(index, queries, k, params)`` (default ``default_search``); speed follows the
     protocol (``measure``, ``repeats`` rounds) on the call users make (``searcher``), or on
     ``search`` when one is given. ``"batch"`` times all queries in one call, ``"single"`` a loop
-    over the first ``n_single`` queries one at a time. Returns one row per setting:
+    over the first ``n_single`` queries one at a time (``n_timing``, when given, times the first
+    ``n_timing`` queries in either mode; recall always uses them all). Returns one row per setting:
     ``library, index, params, mode, build_s, bytes_per_vector, recall, qps, cpu_qps, qps_spread
     (min, median, p90 over rounds of the CPU-time QPS), median_ms, p99_ms``.
     """
@@ -568,6 +569,8 @@ def sweep(build: Callable[[], Any], ds: ANNDataset, params: Sequence[dict[str, A
     build_s = time.perf_counter() - t0
     n = ds.xb.shape[0]
     xq = ds.xq if mode == "batch" else ds.xq[:check_int(n_single, "n_single")]
+    if n_timing is not None:
+        xq = ds.xq[:check_int(n_timing, "n_timing")]
     rows = []
     for p in params:
         _, ids = (search or default_search)(index, ds.xq, k, dict(p))

@@ -103,16 +103,17 @@ def every_index(ds: bench.ANNDataset, *, m: int, nbits: int, nlist: int, M: int,
 
 
 def run(plans: Sequence[Plan], ds: bench.ANNDataset, k: int = 10, rounds: int = 3,
-        mode: str = "batch", progress: bool = True) -> list[dict[str, Any]]:
-    """Build and measure every plan (``bench.sweep``); speed in process CPU time: each row's
-    ``qps`` is queries per CPU second (every thread of the process counted), ``wall_qps`` the
-    wall-clock figure."""
+        mode: str = "batch", n_timing: int | None = None,
+        progress: bool = True) -> list[dict[str, Any]]:
+    """Build and measure every plan (``bench.sweep``; recall on every query, speed on the first
+    ``n_timing``); speed in process CPU time: each row's ``qps`` is queries per CPU second (every
+    thread of the process counted), ``wall_qps`` the wall-clock figure."""
     from tqdm.auto import tqdm
 
     rows: list[dict[str, Any]] = []
     for plan in tqdm(plans, desc="indexes", disable=not progress or None):
         for r in bench.sweep(plan.build, ds, plan.params, k=k, library=plan.library,
-                             label=plan.index, repeats=rounds, mode=mode):
+                             label=plan.index, repeats=rounds, mode=mode, n_timing=n_timing):
             r["wall_qps"], r["qps"] = r["qps"], r["cpu_qps"]
             rows.append(r)
     return rows
