@@ -110,23 +110,25 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "07": {
         # n_vectors: GloVe rows searched; n_queries: query words; loop_n: rows scored in the
-        # pure-Python loop; timing_repeats: best-of for the illustrative timings.
+        # pure-Python loop; timing_repeats: best-of for the illustrative timings; speed_rounds:
+        # interleaved rounds of the normalise-once comparison.
         # timing_texts: headlines timed for MiniLM's cost per pass; ce_*: the cross-encoder
         # (training headlines mined, the hardest of them trained on, article cut in characters,
         # MiniLM-mined negatives per headline (plus one from BM25), batch, learning rate, word
         # pieces per pair); rerank_queries x rerank_k: the shortlists it re-ranks (chapter 04's
         # held-out split)
         "ci": {"n_vectors": 20_000, "n_queries": 20, "loop_n": 2_000, "timing_repeats": 2,
-               "timing_texts": 64, "ce_pool": 32, "ce_hard": 8, "ce_chars": 200,
-               "ce_negs": 1, "ce_batch": 8, "ce_lr": 5e-5, "ce_len": 64, "rerank_queries": 10,
-               "rerank_k": 10},
+               "speed_rounds": 5, "timing_texts": 64, "ce_pool": 32, "ce_hard": 8,
+               "ce_chars": 200, "ce_negs": 1, "ce_batch": 8, "ce_lr": 5e-5, "ce_len": 64,
+               "rerank_queries": 10, "rerank_k": 10},
         "standard": {"n_vectors": 400_000, "n_queries": 50, "loop_n": 10_000,
-                     "timing_repeats": 2, "timing_texts": 256, "ce_pool": 400, "ce_hard": 160,
-                     "ce_chars": 200, "ce_negs": 2, "ce_batch": 16, "ce_lr": 5e-5, "ce_len": 64,
-                     "rerank_queries": 100, "rerank_k": 10},
+                     "timing_repeats": 2, "speed_rounds": 7, "timing_texts": 256,
+                     "ce_pool": 400, "ce_hard": 160, "ce_chars": 200, "ce_negs": 2,
+                     "ce_batch": 16, "ce_lr": 5e-5, "ce_len": 64, "rerank_queries": 100,
+                     "rerank_k": 10},
         "full": {"n_vectors": 400_000, "n_queries": 200, "loop_n": 50_000, "timing_repeats": 5,
-                 "timing_texts": 1000, "ce_pool": 2000, "ce_hard": 800, "ce_chars": 500,
-                 "ce_negs": 3, "ce_batch": 16, "ce_lr": 5e-5, "ce_len": 160,
+                 "speed_rounds": 9, "timing_texts": 1000, "ce_pool": 2000, "ce_hard": 800,
+                 "ce_chars": 500, "ce_negs": 3, "ce_batch": 16, "ce_lr": 5e-5, "ce_len": 160,
                  "rerank_queries": 800, "rerank_k": 20},
     },
     "08": {
