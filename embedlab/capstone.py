@@ -109,11 +109,13 @@ def dev_split(profile: str = "standard") -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(train, dev)``: the public pairs (``article_id, title, text``). ``dev`` is the first
     ``n_dev`` of the chapters' 800 held-out pairs (``embedlab.tasks.news_split``), for tuning;
     ``train`` is every other public pair, for training. Neither holds a sealed headline."""
-    from embedlab import tasks
+    from embedlab import data, tasks
     from embedlab.profiles import sizes
 
     train, test = tasks.news_split()
-    return train, test.iloc[: sizes("20", profile)["n_dev"]].reset_index(drop=True)
+    dev = test.iloc[: sizes("20", profile)["n_dev"]].reset_index(drop=True)
+    data.refuse_sealed(np.concatenate([train.article_id, dev.article_id]), "the public split")
+    return train, dev
 
 
 def sealed_queries(profile: str = "standard") -> pd.DataFrame:
