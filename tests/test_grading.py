@@ -18,8 +18,15 @@ from embedlab.grading import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
+def _graded(folder: str) -> list[Path]:
+    """The notebooks of ``folder`` whose chapter declares checks (the capstone is scored by
+    `embedlab capstone score`, and a chapter may hold only thinking questions)."""
+    return [p for p in sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb"))
+            if checks.for_chapter(p.name[:2])]
+
+
+SOLUTIONS = _graded("solutions")
+EXERCISES = _graded("exercises")
 SOL16 = ROOT / "solutions" / "17_k_closest_points.ipynb"
 
 
