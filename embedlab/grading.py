@@ -699,7 +699,7 @@ def exercise_notebook(solution: Any) -> Any:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             if BEGIN in cell.source:
-                cell.source = strip_solution(cell.source, _exercise_of(cell) or "")
+                cell.source = strip_solution(cell.source, cell.metadata.get("exercise") or "")
     return nb
 
 
