@@ -10,7 +10,10 @@ playwright and Debian's Chromium it then
 2. opens the exercise notebook, types a correct answer into a graded cell's editor, runs the
    notebook and reads full points under the answer's ``check(...)`` cell;
 3. builds the course book from the notebook executed in step 1 and opens its page from
-   ``file://``: a formula is typeset by the book's own MathJax and the plot image has loaded.
+   ``file://``: a formula is typeset by the book's own MathJax and the plot image has loaded;
+4. opens chapter 10 (HNSW), runs it, finds its index explorer (an ipywidgets slider over the
+   measured values of ``ef``), presses the arrow key on the slider's handle, and checks that the
+   explorer's printed point and its figure change.
 
 Screenshots of each step go to ``build/screenshots/``.
 """
@@ -42,6 +45,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TEACHING = "17_k_closest_points.ipynb"
+EXPLORER = "10_hnsw.ipynb"  # a chapter with an index explorer (embedlab.widgets.explore)
 EXERCISE = "17_k_closest_points.ipynb"
 GRADED = "17.heap"
 # A correct answer, typed into the graded cell: one pass over any iterable, a heap of k entries.
@@ -115,6 +119,7 @@ def _server(home: Path):
     (served / "notebooks").mkdir(parents=True)
     (served / "exercises").mkdir()
     shutil.copy(ROOT / "notebooks" / TEACHING, served / "notebooks" / TEACHING)
+    shutil.copy(ROOT / "notebooks" / EXPLORER, served / "notebooks" / EXPLORER)
     shutil.copy(ROOT / "exercises" / EXERCISE, served / "exercises" / EXERCISE)
     settings = home / "settings"
     for plugin, values in {
@@ -128,6 +133,8 @@ def _server(home: Path):
         f.write_text(json.dumps(values))
     env = lab.lab_env(os.environ)
     env.pop("MPLBACKEND", None)  # the kernel's own inline backend, as a learner gets it
+    env.pop("EMBEDLAB_STATIC", None)  # live widgets: the explorer shows its sliders
+    env["TQDM_DISABLE"] = "1"
     env.update(EMBEDLAB_PROFILE="ci", EMBEDLAB_REPORT=str(home / "records.jsonl"),
                JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "run"),
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
@@ -216,6 +223,7 @@ def test_jupyterlab_and_the_book_in_a_browser(tmp_path) -> None:
         _teaching_notebook_runs(server, page)
         _exercise_answer_typed_in_the_editor_scores(server, page)
         _book_page_reads_offline(server, page, tmp_path)
+        _explorer_slider_redraws(server, page)
 
 
 def _teaching_notebook_runs(server: dict, page) -> None:
@@ -316,3 +324,42 @@ def test_lab_port_busy_picks_another() -> None:
         assert other != busy and lab.port_is_free(other)
     cmd = lab.lab_command(other)
     assert f"--ServerApp.root_dir={ROOT}" in cmd and "--ServerApp.port_retries=0" in cmd
+
+
+def _explorer_slider_redraws(server: dict, page) -> None:
+    """Chapter 10's index explorer in a live kernel: moving the ``ef`` slider redraws it."""
+    _open(page, server, f"notebooks/{EXPLORER}")
+    _run_all_and_save(page, server["served"] / "notebooks" / EXPLORER, 420)
+    assert not _tracebacks(page), f"a cell shows a traceback: {_tracebacks(page)[0][:2000]}"
+    cells = json.loads((server["served"] / "notebooks" / EXPLORER).read_text())["cells"]
+    at = next(i for i, c in enumerate(cells) if "explore(" in "".join(c["source"]))
+    cell = page.locator(f"{VISIBLE_NB} .jp-Cell").nth(at)
+    cell.scroll_into_view_if_needed()
+    handle = cell.locator(".widget-slider .noUi-handle").first
+    handle.wait_for(state="visible", timeout=60_000)
+    text = cell.locator(".widget-output")
+    page.wait_for_function(
+        "(el) => el.innerText.includes('recall@10')", arg=text.element_handle(), timeout=60_000)
+    before = text.inner_text()
+    image_before = cell.locator(".widget-output img").first.get_attribute("src")
+    page.screenshot(path=str(SHOTS / "lab_explorer_before.png"))
+    handle.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([el, old]) => el.innerText.includes('recall@10') && el.innerText !== old",
+        arg=[text.element_handle(), before], timeout=60_000)
+    after = text.inner_text()
+    page.wait_for_function(  # the new figure, fully loaded, before the screenshot
+        "([el, old]) => { const i = el.querySelector('img'); return i && i.src !== old && "
+        "i.complete && i.naturalWidth > 0; }", arg=[text.element_handle(), image_before],
+        timeout=60_000)
+    page.wait_for_selector(KERNEL_IDLE, state="attached", timeout=60_000)  # the redraw ended
+    page.evaluate("async (el) => { await el.querySelector('img').decode(); }",
+                  text.element_handle())
+    cell.scroll_into_view_if_needed()
+    page.wait_for_timeout(3000)  # and the browser painted the decoded figure
+    page.screenshot(path=str(SHOTS / "lab_explorer_after.png"))
+    png = page.evaluate("(el) => el.querySelector('img').src.length", text.element_handle())
+    assert png > len(image_before) // 3, "the redrawn figure is nearly blank"
+    assert after != before and "ef=" in after, f"the explorer did not redraw:\n{after}"
+    assert cell.locator(".widget-output img").first.get_attribute("src") != image_before

@@ -119,13 +119,22 @@ def render_view(curves: Sequence[Curve], title: str = "", k: int = 10,
                 xlabel: str = "single-query latency (µs, one thread, log scale)",
                 **settings: Any):
     """Recall@k against latency (every curve, the chosen points ringed; ``xlabel`` says how the
-    latency was measured) and the bytes per vector at the chosen settings; returns the figure."""
-    import matplotlib.pyplot as plt
+    latency was measured) and the bytes per vector at the chosen settings; shows the figure (in
+    IPython) and returns it.
+
+    The figure is built outside pyplot's registry and shown by itself: a kernel may run two slider
+    callbacks at once, and ``plt.show()`` in one of them would otherwise also draw the other's
+    half-built figure.
+    """
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     view = explorer_view(curves, **settings)
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2),
-                                 gridspec_kw={"width_ratios": [1.6, 1]})
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(fig)
+    ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (c, p) in enumerate(zip(curves, view, strict=True)):
         col = colours[i % len(colours)]
         ax.plot(c.latency_us, c.recall, "-o", color=col, ms=3, alpha=0.6,
@@ -142,12 +151,29 @@ def render_view(curves: Sequence[Curve], title: str = "", k: int = 10,
     ax.legend(fontsize=8, loc="lower right")
     bx.set_yticks(range(len(view)), [f"{p['name']}\n{p['knob']}={p['value']}" for p in view],
                   fontsize=8)
-    bx.set_xlabel("bytes per vector (log scale)")
-    bx.set_xscale("log")
+    sizes = [p["bytes_per_vector"] for p in view]
+    if max(sizes) > 10 * max(min(sizes), 1e-9):  # a log axis only when sizes differ tenfold
+        bx.set_xscale("log")
+        bx.set_xlabel("bytes per vector (log scale)")
+    else:
+        bx.set_xlabel("bytes per vector")
     bx.set_title("memory at the chosen settings")
     fig.tight_layout()
     print(describe(view, k))
+    _show(fig)
     return fig
+
+
+def _show(fig: Any) -> None:
+    """Display ``fig`` in IPython (the inline backend renders it); nothing elsewhere."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency of the course
+        return
+    if get_ipython() is not None:
+        from IPython.display import display
+
+        display(fig)
 
 
 def controls(curves: Sequence[Curve]) -> dict[str, Any]:
