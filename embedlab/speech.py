@@ -290,8 +290,9 @@ def synthesize(utterances: Sequence[Utterance], seed: int = 0,
 
     utts = _check_utterances(utterances)
     with ESpeak(seed) as eng:
+        bar = tqdm(utts, desc="speaking", **({} if progress and utts else {"disable": True}))
         return [eng.speak(u.word, u.voice, u.rate, u.pitch).astype(np.float32) / 32768.0
-                for u in tqdm(utts, desc="speaking", disable=not progress or not utts)]
+                for u in bar]
 
 
 # --------------------------------------------------------------------------- the words
@@ -577,7 +578,7 @@ def train_speech(model: SpeechText, clips: Clips, *, steps: int, batch_size: int
     losses = []
     model.train()
     for _ in tqdm(range(steps), desc="training the speech and letter towers",
-                  disable=not progress):
+                  **({} if progress else {"disable": True})):      # TQDM_DISABLE still applies
         chosen = rng.choice(n_words, size=batch_size, replace=False)
         rows = [by_word[w][rng.integers(len(by_word[w]))] for w in chosen]
         a = model.encode_audio(feats[rows])
