@@ -28,6 +28,8 @@ course: setup
 
 test: setup
 	$(BIN)/ruff check embedlab tests benchmarks notebooks solutions exercises
+	@# the ci chapters share the prepared MiniLM news vectors, as the course's chapters do
+	$(THREADS) $(BIN)/embedlab data prepare --profile ci
 	$(THREADS) EMBEDLAB_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist worksteal --durations=15
 
 # JupyterLab at the repository root (chapters, exercises and solutions in the file browser) on the

@@ -67,8 +67,13 @@ def explore(render: Callable[..., Any], controls: Mapping[str, Any], *,
     from IPython.display import display
 
     def draw(**values: Any) -> None:
-        render(**values)
-        plt.show()
+        # display this call's own figure, never pyplot's "current" one: two quick moves of a
+        # slider can run two callbacks at once, and the current figure may be the other's
+        fig = render(**values)
+        if fig is None:
+            fig = plt.gcf()
+        display(fig)
+        plt.close(fig)
 
     out = widgets.interactive_output(draw, dict(controls))
     box = widgets.VBox([widgets.HBox(list(controls.values())), out])
