@@ -168,3 +168,15 @@ def test_readme_commands_on_loopback_and_a_worker_that_cannot_see_the_storage(tm
         assert seconds < 30
     finally:
         cluster.stop()
+
+
+def test_chapter_19_shows_the_commands_this_test_runs():
+    """Chapter 19's "On several machines" section shows the README's commands, line for line."""
+    import nbformat
+
+    nb = nbformat.read(ROOT / "notebooks" / "19_scale_out.ipynb", as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown"
+                     and "## On several machines" in c.source)
+    block = re.search(r"```bash\n(.*?)```", text.split("## On several machines", 1)[1], re.S)
+    assert block, "chapter 19 has no bash block under 'On several machines'"
+    assert [ln.strip() for ln in block.group(1).splitlines() if ln.strip()] == readme_commands()
