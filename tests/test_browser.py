@@ -283,7 +283,8 @@ def _exercise_answer_typed_in_the_editor_scores(server: dict, page) -> None:
     m = re.search(r"total\s+([\d.]+)\s*/\s*([\d.]+)", text)
     assert m, f"no score under the check cell:\n{text}"
     assert float(m.group(1)) == float(m.group(2)) > 0, f"the correct answer lost points:\n{text}"
-    assert "sift_down(heap, 0)" in "".join(nb["cells"][graded]["source"]), "the answer was not saved"
+    saved = "".join(nb["cells"][graded]["source"])
+    assert "sift_down(heap, 0)" in saved, "the answer was not saved"
 
 
 def _book_page_reads_offline(server: dict, page, tmp_path: Path) -> None:
