@@ -88,9 +88,10 @@ def test_pq_kernel_equals_numpy(data, metric, nbits):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_ivfpq_kernel_equals_numpy(data, metric):
+@pytest.mark.parametrize("nbits", [8, 5])  # 256 centroids: the SIMD table; 32: the plain loop
+def test_ivfpq_kernel_equals_numpy(data, metric, nbits):
     x, q = data
-    idx = IVFPQIndex(16, nlist=16, m=4, nbits=8, metric=metric, pq_niter=5)
+    idx = IVFPQIndex(16, nlist=16, m=4, nbits=nbits, metric=metric, pq_niter=5)
     idx.train(x)
     idx.add(x)
     for nprobe in (1, 4):

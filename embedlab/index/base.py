@@ -42,6 +42,8 @@ def check_metric(metric: object) -> str:
 
 def check_int(value: object, name: str, low: int = 1, high: int | None = None) -> int:
     """An integer argument in ``[low, high]``, or a clear TypeError / ValueError."""
+    if type(value) is int and value >= low and (high is None or value <= high):
+        return value  # the common case, checked first: this runs on every search call
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     value = int(value)
@@ -106,13 +108,17 @@ def one_row(q: object, dim: int) -> np.ndarray | None:
     This is the single-query fast path's only check in Python; the kernel checks the entries
     (NaN, inf) in the same pass that copies them.
     """
-    if type(q) is not np.ndarray or q.dtype != np.float32 or not q.flags.c_contiguous:
+    if type(q) is not np.ndarray or q.dtype is not _F32:
         return None
-    if q.ndim == 1 and q.shape[0] == dim:
+    shape, strides = q.shape, q.strides
+    if shape == (dim,) and strides[0] == 4:
         return q
-    if q.ndim == 2 and q.shape[0] == 1 and q.shape[1] == dim:
+    if shape == (1, dim) and strides[1] == 4:
         return q[0]
     return None
+
+
+_F32 = np.dtype(np.float32)  # numpy's float32 descriptor: native float32 arrays hold this one
 
 
 # --------------------------------------------------------------------------- the base class

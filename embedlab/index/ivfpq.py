@@ -17,7 +17,11 @@ Stored per vector: ``ceil(m * nbits / 8)`` bytes of code plus its 8-byte id, as 
 
 Search is one compiled call per query (``embedlab.index.kernels.ivfpq_one``): centroid scan,
 tables, and the probed lists' codes read in place; ``ivfpq_search_numpy`` is the readable version
-with the same ids (tables and sums in float64, see ``embedlab.index.kernels``).
+with the same ids. Both build the tables and add up a code's entries in float32, in one fixed
+order (the table's terms over a sub-vector's coordinates in order, a code's entries from the first
+sub-quantiser to the last), as faiss does in float32; the per-list constant ``y . c_l`` and the
+final score are float64. The float32 table of 48 x 256 entries is 48 KB, half the float64 one,
+and each code costs ``m`` single-instruction look-ups.
 """
 
 from __future__ import annotations
@@ -30,13 +34,13 @@ from embedlab.index import kernels as K
 from embedlab.index.base import check_int
 from embedlab.index.ivf import IVFIndex
 from embedlab.index.pq import (
-    adc_tables,
-    books_for_kernels,
+    adc_table_f32,
+    books_t32,
     check_pq_params,
     code_size,
+    code_sums_f32,
     decode,
     encode,
-    lut_buffer,
     pack_codes,
     scan_codes,
     train_codebooks,
@@ -47,16 +51,17 @@ from embedlab.index.pq import (
 def ivfpq_search_numpy(index: IVFPQIndex, q: np.ndarray, k: int,
                        nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The readable version of ``IVFPQIndex.search`` (same ids), one query at a time: rank the
-    centroids, keep ``nprobe`` lists, score each list's codes with ``bias + sum_j T[j, code_j]``
-    (``bias = q.c_l`` for inner products; l2 tables from the residual ``q - c_l``, kept as
-    ``-distance``), in float64, and keep the k best (ties: lower id)."""
+    centroids, keep ``nprobe`` lists, score each list's codes, keep the k best (ties: lower id).
+
+    Tables and sums are float32 in a fixed order (``adc_table_f32``, ``code_sums_f32``), the
+    kernel's order; a code's score is ``q.c_l + sum`` in float64 for inner products (one table
+    per query), and ``-sum`` for l2 (one table per list, from the residual ``q - c_l``)."""
     q = index._prepare(q, "q")
     k = check_int(k, "k")
     nprobe = index._nprobe(nprobe)
     l2 = index.metric == "l2"
     codes = unpack_codes(index.codes, index.m, index.nbits)
     cn = np.einsum("ij,ij->i", index.centroids, index.centroids)
-    cols = np.arange(index.m)
     D = np.empty((q.shape[0], k), np.float32)
     I = np.empty((q.shape[0], k), np.int64)  # noqa: E741
     for r, qv in enumerate(q):
@@ -64,18 +69,16 @@ def ivfpq_search_numpy(index: IVFPQIndex, q: np.ndarray, k: int,
         if l2:
             cs = 2 * cs - cn
         lists = K.rank(cs, np.arange(index.nlist), nprobe)
+        table = None if l2 else adc_table_f32(qv, index.codebooks, "ip")
         scores, ids = [], []
         for lst in lists:
             rows = np.arange(index.offsets[lst], index.offsets[lst + 1])
             if l2:
-                table = adc_tables((qv - index.centroids[lst])[None], index.codebooks, "l2")[0]
-                bias, sign = 0.0, -1.0
+                table = adc_table_f32(qv - index.centroids[lst], index.codebooks, "l2")
+                scores.append(-code_sums_f32(table, codes[rows]).astype(np.float64))
             else:
-                table = adc_tables(qv[None], index.codebooks, "ip")[0]
                 bias = float(qv.astype(np.float64) @ index.centroids[lst].astype(np.float64))
-                sign = 1.0
-            sums = table.astype(np.float64)[cols, codes[rows]].sum(axis=1)
-            scores.append(bias + sign * sums)
+                scores.append(bias + code_sums_f32(table, codes[rows]).astype(np.float64))
             ids.append(index.ids[rows])
         scores, ids = np.concatenate(scores), np.concatenate(ids)
         best = K.rank(scores, ids, k)
@@ -130,15 +133,23 @@ class IVFPQIndex(IVFIndex):
         out[self.ids] = rec
         return out
 
+    def _kernel_args(self) -> tuple:
+        """The arrays the kernels read, in their order (made again only when training, adding
+        or loading replaced one of them)."""
+        cached = self.__dict__.get("_kargs")
+        if (cached is None or cached[6] is not self.offsets or cached[0] is not self.centroids
+                or cached[7] is not self.codebooks):
+            cached = (self.centroids, *self._probe, books_t32(self), self._scan_codes,
+                      self.ids, self.offsets, self.codebooks)
+            self._kargs = cached
+        return cached[:7]
+
     def _kernel_one(self, q, mode, nprobe, out_d, out_i):
-        return K.ivfpq_one(self.centroids, *self._probe, books_for_kernels(self),
-                           self._scan_codes, self.ids, self.offsets, q, mode, nprobe,
-                           lut_buffer(self), out_d, out_i)
+        return K.ivfpq_one(*self._kernel_args(), q, mode, nprobe, out_d, out_i)
 
     def _kernel_batch(self, q, mode, nprobe, out_d, out_i):
-        return K.ivfpq_batch(self.centroids, *self._probe, books_for_kernels(self),
-                             self._scan_codes, self.ids, self.offsets, q, mode, nprobe,
-                             lut_buffer(self), out_d, out_i, self._centroid_scores(q, mode))
+        return K.ivfpq_batch(*self._kernel_args(), q, mode, nprobe, out_d, out_i,
+                             self._centroid_scores(q, mode))
 
     @property
     def _scan_codes(self) -> np.ndarray:

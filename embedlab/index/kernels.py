@@ -705,24 +705,226 @@ def pq_batch_tables(codes, luts, sign, out_d, out_i):
 
 
 # =========================================================================== IVF-PQ
+# IVF-PQ scores in float32 with a fixed order of operations that numpy can follow step by step
+# (``ivfpq.ivfpq_search_numpy``), so the two paths give the same bits without float64 tables:
+#
+# * table ``T[j, c] = sum_t q_{j,t} C_j[c, t]`` (l2: ``(q_{j,t} - C_j[c, t])^2``), the sum over
+#   ``t`` in order, every product and every sum rounded to float32 (no fused multiply-add);
+# * a code's sum ``T[0, c_0] + T[1, c_1] + ... + T[m-1, c_{m-1}]``, left to right in float32;
+# * its score ``q.c_l + sum`` in float64 (l2: ``-sum``), the list's constant ``q.c_l`` in float64.
+#
+# Float32 halves the table (48 x 256 entries: 48 KB instead of 96 KB, the size of an L1 cache) and
+# the table is built 16 entries at a time; float64 tables and sums cost about as much as the scan.
+TABLE_BLOCK = 64  # table entries per call of table_block: four SIMD vectors of 16
+
+
+def _make_table_block(l2: bool):
+    @intrinsic
+    def table_block(typingctx, books, j, c0, q, lut):
+        """Entries ``c0 .. c0 + 63`` of row ``j`` of the table for ``q`` (``lut`` flat, row
+        length ``ksub``), from codebooks ``books`` (m, dsub, ksub) float32: four vectors of 16
+        entries accumulated in registers over ``t = 0 .. dsub - 1``, in order, each product and
+        each sum rounded (LLVM ``fmul``/``fadd`` without fast-math flags: never fused)."""
+        sig = types.void(books, types.intp, types.intp, q, lut)
+
+        def codegen(context, builder, signature, args):
+            b_t, _, _, q_t, l_t = signature.args
+            ba = context.make_array(b_t)(context, builder, args[0])
+            qa = context.make_array(q_t)(context, builder, args[3])
+            la = context.make_array(l_t)(context, builder, args[4])
+            f32, i32 = ir.FloatType(), ir.IntType(32)
+            v16 = ir.VectorType(f32, LANES)
+            intp = args[1].type
+            _, dsub, ksub = cgutils.unpack_tuple(builder, ba.shape, 3)
+            j, c0 = args[1], args[2]
+            bj = builder.add(builder.mul(builder.mul(j, dsub), ksub), c0)  # books[j, 0, c0]
+            qj = builder.mul(j, dsub)
+            splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+            nvec = TABLE_BLOCK // LANES
+
+            def term(t, v):
+                ptr = builder.gep(ba.data, [builder.add(builder.add(bj, builder.mul(t, ksub)),
+                                                        ir.Constant(intp, LANES * v))])
+                col = builder.load(builder.bitcast(ptr, v16.as_pointer()), align=4)
+                qs = builder.insert_element(ir.Constant(v16, ir.Undefined), builder.load(
+                    builder.gep(qa.data, [builder.add(qj, t)])), ir.Constant(i32, 0))
+                qv = builder.shuffle_vector(qs, qs, splat)
+                if l2:
+                    diff = builder.fsub(qv, col)
+                    return builder.fmul(diff, diff)
+                return builder.fmul(qv, col)
+
+            one = ir.Constant(intp, 1)
+            first = [term(ir.Constant(intp, 0), v) for v in range(nvec)]
+            entry = builder.basic_block
+            loop = builder.append_basic_block("table.loop")
+            done = builder.append_basic_block("table.done")
+            builder.cbranch(builder.icmp_signed(">", dsub, one), loop, done)
+            builder.position_at_end(loop)
+            t = builder.phi(intp)
+            accs = [builder.phi(v16) for _ in range(nvec)]
+            t.add_incoming(one, entry)
+            nxt = [builder.fadd(acc, term(t, v)) for v, acc in enumerate(accs)]
+            t1 = builder.add(t, one)
+            t.add_incoming(t1, loop)
+            for v, acc in enumerate(accs):
+                acc.add_incoming(first[v], entry)
+                acc.add_incoming(nxt[v], loop)
+            builder.cbranch(builder.icmp_signed("<", t1, dsub), loop, done)
+            builder.position_at_end(done)
+            results = [builder.phi(v16) for _ in range(nvec)]  # phi nodes first in a block
+            row = builder.add(builder.mul(j, ksub), c0)
+            for v, res in enumerate(results):
+                res.add_incoming(first[v], entry)
+                res.add_incoming(nxt[v], loop)
+                ptr = builder.gep(la.data, [builder.add(row, ir.Constant(intp, LANES * v))])
+                builder.store(res, builder.bitcast(ptr, v16.as_pointer()), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return table_block
+
+
+table_block_ip = _make_table_block(False)
+table_block_l2 = _make_table_block(True)
+
+
 @njit(cache=True, nogil=True)
-def ivfpq_one(centroids, ct, cn_p, codebooks, codes, ids, offsets, q, mode, nprobe, lut, out_d,
-              out_i):
-    """One IVF-PQ query: see ``_ivfpq_query``."""
+def pq_table32(books, q, l2, lut):
+    """The float32 ADC table of ``q`` (Jegou et al. 2011, eq. 13) into ``lut`` (flat, m * ksub):
+    ``T[j, c] = sum_t q_{j,t} C_j[c, t]`` (l2: ``sum_t (q_{j,t} - C_j[c, t])^2``), the sum over
+    ``t`` in order and every operation rounded to float32, as the numpy path computes it.
+    ``books`` holds the codebooks as (m, dsub, ksub) float32 (``pq.books_t32``)."""
+    m, dsub, ksub = books.shape
+    if ksub % TABLE_BLOCK == 0:
+        for j in range(m):
+            for c0 in range(0, ksub, TABLE_BLOCK):
+                if l2:
+                    table_block_l2(books, j, c0, q, lut)
+                else:
+                    table_block_ip(books, j, c0, q, lut)
+        return
+    for j in range(m):  # fewer than 64 centroids: the same operations, one entry at a time
+        for c in range(ksub):
+            s = np.float32(0.0)
+            for t in range(dsub):
+                x = q[j * dsub + t]
+                y = books[j, t, c]
+                if l2:
+                    v = (x - y) * (x - y)
+                else:
+                    v = x * y
+                s = v if t == 0 else s + v
+            lut[j * ksub + c] = s
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _code_sums(codes, rows, nr, lut, ks, acc):
+    """``acc[r] = T[0, c_0] + T[1, c_1] + ...`` (left to right, float32) for the codes of rows
+    ``rows[0 .. nr - 1]``, eight codes at a time: eight independent chains of additions keep the
+    loads in flight, and with ``ks`` a constant (256 for 8-bit codes) every look-up is a single
+    instruction (row ``j``'s offset folds into the address). Lanes past ``nr`` repeat the last
+    row; ``acc`` needs room for ``nr + 7`` sums."""
+    m = codes.shape[1]
+    e = nr - 1
+    i = 0
+    while i < nr:
+        a0 = rows[i]
+        a1 = rows[min(i + 1, e)]
+        a2 = rows[min(i + 2, e)]
+        a3 = rows[min(i + 3, e)]
+        a4 = rows[min(i + 4, e)]
+        a5 = rows[min(i + 5, e)]
+        a6 = rows[min(i + 6, e)]
+        a7 = rows[min(i + 7, e)]
+        s0 = lut[codes[a0, 0]]
+        s1 = lut[codes[a1, 0]]
+        s2 = lut[codes[a2, 0]]
+        s3 = lut[codes[a3, 0]]
+        s4 = lut[codes[a4, 0]]
+        s5 = lut[codes[a5, 0]]
+        s6 = lut[codes[a6, 0]]
+        s7 = lut[codes[a7, 0]]
+        j = 1
+        while j + 4 <= m:
+            for u in range(4):
+                b = (j + u) * ks
+                s0 += lut[b + codes[a0, j + u]]
+                s1 += lut[b + codes[a1, j + u]]
+                s2 += lut[b + codes[a2, j + u]]
+                s3 += lut[b + codes[a3, j + u]]
+                s4 += lut[b + codes[a4, j + u]]
+                s5 += lut[b + codes[a5, j + u]]
+                s6 += lut[b + codes[a6, j + u]]
+                s7 += lut[b + codes[a7, j + u]]
+            j += 4
+        while j < m:
+            b = j * ks
+            s0 += lut[b + codes[a0, j]]
+            s1 += lut[b + codes[a1, j]]
+            s2 += lut[b + codes[a2, j]]
+            s3 += lut[b + codes[a3, j]]
+            s4 += lut[b + codes[a4, j]]
+            s5 += lut[b + codes[a5, j]]
+            s6 += lut[b + codes[a6, j]]
+            s7 += lut[b + codes[a7, j]]
+            j += 1
+        acc[i] = s0
+        acc[i + 1] = s1
+        acc[i + 2] = s2
+        acc[i + 3] = s3
+        acc[i + 4] = s4
+        acc[i + 5] = s5
+        acc[i + 6] = s6
+        acc[i + 7] = s7
+        i += 8
+
+
+@njit(cache=True, nogil=True)
+def code_sums(codes, rows, nr, lut, ksub, acc):
+    """``_code_sums`` with the table's row length a constant where it is 256 (8-bit codes)."""
+    if ksub == 256:
+        _code_sums(codes, rows, nr, lut, 256, acc)
+    else:
+        _code_sums(codes, rows, nr, lut, ksub, acc)
+
+
+@njit(cache=True, nogil=True, fastmath=FM)
+def _dot64(q, c, lst):
+    """``q . c[lst]`` summed in float64 (the products are exact; the order is LLVM's)."""
+    s = 0.0
+    for t in range(q.shape[0]):
+        s += np.float64(q[t]) * np.float64(c[lst, t])
+    return s
+
+
+@njit(cache=True, nogil=True)
+def ivfpq_one(centroids, ct, cn_p, books, codes, ids, offsets, q, mode, nprobe, out_d, out_i):
+    """One IVF-PQ query: see ``_ivfpq_query``. Its working arrays are made here (a few
+    allocations inside a compiled call cost less than passing buffers in from Python)."""
     d = q.shape[0]
     k = out_d.shape[0]
-    return _ivfpq_query(centroids, ct, cn_p, codebooks, codes, ids, offsets, q, mode,
+    m, _, ksub = books.shape
+    return _ivfpq_query(centroids, ct, cn_p, books, codes, ids, offsets, q, mode,
                         np.empty(d, np.float32), np.empty(d, np.float32),
                         np.empty(nprobe, np.float64), np.empty(nprobe, np.int64),
-                        lut, np.empty(k, np.float64), np.empty(k, np.int64), out_d, out_i)
+                        np.empty(m * ksub, np.float32), np.empty(0, np.int64),
+                        np.empty(0, np.float32), np.empty(k, np.float64), np.empty(k, np.int64),
+                        out_d, out_i)
 
 
 @njit(cache=True, nogil=True)
-def _ivfpq_query(centroids, ct, cn_p, codebooks, codes, ids, offsets, q, mode, qbuf, res, pd,
-                 pi, lut, sd, si, out_d, out_i, cs=None):
-    """One IVF-PQ query (Jegou et al. 2011, section IV): rank the centroids, then for each probed
-    list score its residual codes. Inner products: one table for the query and the per-list
-    constant ``q.c_l`` (float64); l2: one table per list, from the query's residual ``q - c_l``."""
+def _ivfpq_query(centroids, ct, cn_p, books, codes, ids, offsets, q, mode, qbuf, res, pd, pi,
+                 lut, rows, acc, sd, si, out_d, out_i, cs=None):
+    """One IVF-PQ query (Jegou et al. 2011, section IV): rank the centroids, then score the
+    residual codes of the probed lists.
+
+    Inner products: one table for the query, and the rows of all probed lists are scanned as one
+    sequence (so eight codes are always in flight, across list boundaries), each score
+    ``q.c_l + sum`` with its list's constant. l2: one table per list, from the query's residual
+    ``q - c_l`` (float32), and the list's rows scored ``-sum``. ``rows``/``acc`` are replaced by
+    larger arrays when the probed lists need more room."""
     if prepare_query(q, mode, qbuf) != OK:
         return NOT_FINITE
     l2 = mode == 1
@@ -731,45 +933,81 @@ def _ivfpq_query(centroids, ct, cn_p, codebooks, codes, ids, offsets, q, mode, q
     else:
         select_lists(cs, pd, pi)
     topk_reset(sd, si)
-    d = qbuf.shape[0]
-    if not l2:
-        pq_table(codebooks, qbuf, False, lut)
+    need = 0
     for p in range(pi.shape[0]):
-        lst = pi[p]
-        if lst < 0:
-            continue
-        a, b = offsets[lst], offsets[lst + 1]
-        if a == b:
-            continue
-        if l2:
-            for t in range(d):
+        if pi[p] >= 0:
+            size = offsets[pi[p] + 1] - offsets[pi[p]]
+            need = max(need, size) if l2 else need + size
+    if rows.shape[0] < need + 8:
+        rows = np.empty(need + 8, np.int64)
+        acc = np.empty(need + 8, np.float32)
+    ksub = books.shape[2]
+    last = sd.shape[0] - 1
+    if not l2:
+        pq_table32(books, qbuf, False, lut)
+        nr = 0
+        for p in range(pi.shape[0]):
+            lst = pi[p]
+            if lst >= 0:
+                for r in range(offsets[lst], offsets[lst + 1]):
+                    rows[nr] = r
+                    nr += 1
+        code_sums(codes, rows, nr, lut, ksub, acc)
+        nr = 0
+        for p in range(pi.shape[0]):
+            lst = pi[p]
+            if lst < 0 or offsets[lst] == offsets[lst + 1]:
+                continue
+            bias = _dot64(qbuf, centroids, lst)
+            for r in range(offsets[lst], offsets[lst + 1]):
+                s = bias + np.float64(acc[nr])
+                if s >= sd[last]:
+                    topk_push(sd, si, s, ids[r])
+                nr += 1
+    else:
+        for p in range(pi.shape[0]):
+            lst = pi[p]
+            if lst < 0:
+                continue
+            a, b = offsets[lst], offsets[lst + 1]
+            if a == b:
+                continue
+            for t in range(qbuf.shape[0]):
                 res[t] = qbuf[t] - centroids[lst, t]
-            pq_table(codebooks, res, True, lut)
-            pq_scan(codes[a:b], ids[a:b], lut, -1.0, 0.0, sd, si)
-        else:
-            bias = 0.0
-            for t in range(d):
-                bias += np.float64(qbuf[t]) * np.float64(centroids[lst, t])
-            pq_scan(codes[a:b], ids[a:b], lut, 1.0, bias, sd, si)
+            pq_table32(books, res, True, lut)
+            for r in range(a, b):
+                rows[r - a] = r
+            code_sums(codes, rows, b - a, lut, ksub, acc)
+            for r in range(a, b):
+                s = -np.float64(acc[r - a])
+                if s >= sd[last]:
+                    topk_push(sd, si, s, ids[r])
     _finish_signed(sd, si, l2, out_d, out_i)
     return OK
 
 
 @njit(cache=True, nogil=True)
-def ivfpq_batch(centroids, ct, cn_p, codebooks, codes, ids, offsets, Q, mode, nprobe, lut,
-                out_d, out_i, CS=None):
-    """Every row of ``Q`` through ``ivfpq_one`` (``CS``: precomputed centroid scores)."""
+def ivfpq_batch(centroids, ct, cn_p, books, codes, ids, offsets, Q, mode, nprobe, out_d, out_i,
+                CS=None):
+    """Every row of ``Q`` through ``ivfpq_one`` (``CS``: precomputed centroid scores), with one
+    set of working arrays: ``rows``/``acc`` sized for the ``nprobe`` largest lists."""
     d = Q.shape[1]
     k = out_d.shape[1]
+    m, _, ksub = books.shape
+    sizes = np.sort(offsets[1:] - offsets[:-1])
+    cap = sizes[max(0, sizes.shape[0] - nprobe):].sum() + 8
     qbuf = np.empty(d, np.float32)
     res = np.empty(d, np.float32)
     pd = np.empty(nprobe, np.float64)
     pi = np.empty(nprobe, np.int64)
+    lut = np.empty(m * ksub, np.float32)
+    rows = np.empty(cap, np.int64)
+    acc = np.empty(cap, np.float32)
     sd = np.empty(k, np.float64)
     si = np.empty(k, np.int64)
     for r in range(Q.shape[0]):
-        st = _ivfpq_query(centroids, ct, cn_p, codebooks, codes, ids, offsets, Q[r], mode,
-                          qbuf, res, pd, pi, lut, sd, si, out_d[r], out_i[r],
+        st = _ivfpq_query(centroids, ct, cn_p, books, codes, ids, offsets, Q[r], mode,
+                          qbuf, res, pd, pi, lut, rows, acc, sd, si, out_d[r], out_i[r],
                           None if CS is None else CS[r])
         if st != OK:
             return st

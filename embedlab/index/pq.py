@@ -108,6 +108,33 @@ def adc_tables(q: np.ndarray, codebooks: np.ndarray, metric: str) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(1, 0, 2), dtype=np.float32)
 
 
+def adc_table_f32(q: np.ndarray, codebooks: np.ndarray, metric: str) -> np.ndarray:
+    """One query's look-up table (m, ksub) in float32, the way IVF-PQ's kernel builds it
+    (``kernels.pq_table32``): ``T[j, c] = sum_t q_{j,t} C_j[c, t]`` (l2: the squared
+    differences), summed over ``t`` in order, every product and sum rounded to float32."""
+    m, _, dsub = codebooks.shape
+    qs = np.asarray(q, dtype=np.float32).reshape(m, dsub, 1)
+    books = codebooks.transpose(0, 2, 1)  # (m, dsub, ksub)
+    if metric == "l2":
+        diff = qs - books
+        terms = diff * diff  # (m, dsub, ksub): one term per coordinate t
+    else:
+        terms = qs * books
+    table = terms[:, 0].copy()
+    for t in range(1, dsub):
+        table += terms[:, t]
+    return table
+
+
+def code_sums_f32(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``T[0, c_0] + T[1, c_1] + ... + T[m-1, c_{m-1}]`` for each row of ``codes`` (n, m),
+    added left to right in float32 (the order of IVF-PQ's kernel, ``kernels.code_sums``)."""
+    sums = table[0][codes[:, 0]].copy()
+    for j in range(1, table.shape[0]):
+        sums += table[j][codes[:, j]]
+    return sums
+
+
 def sdc_table(codebooks: np.ndarray, metric: str) -> np.ndarray:
     """Centroid-to-centroid table (m, ksub, ksub) for symmetric distance computation."""
     ip = np.matmul(codebooks, codebooks.transpose(0, 2, 1))
@@ -158,6 +185,16 @@ def books_for_kernels(index: Any) -> np.ndarray:
     if cached is None or getattr(index, "_books_src", None) is not index.codebooks:
         cached = np.ascontiguousarray(index.codebooks.transpose(0, 2, 1), dtype=np.float64)
         index._books_t, index._books_src = cached, index.codebooks
+    return cached
+
+
+def books_t32(index: Any) -> np.ndarray:
+    """The codebooks as IVF-PQ's table kernel reads them, (m, dsub, ksub) float32 (made once and
+    kept; derived from ``codebooks``)."""
+    cached = getattr(index, "_books_t32", None)
+    if cached is None or getattr(index, "_books_t32_src", None) is not index.codebooks:
+        cached = np.ascontiguousarray(index.codebooks.transpose(0, 2, 1), dtype=np.float32)
+        index._books_t32, index._books_t32_src = cached, index.codebooks
     return cached
 
 
