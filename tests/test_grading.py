@@ -162,8 +162,11 @@ def test_exercise_notebook_keeps_everything_but_the_answers() -> None:
     assert len(ex.cells) == len(sol.cells)
     changed = [i for i, (a, b) in enumerate(zip(sol.cells, ex.cells, strict=True))
                if a.source != b.source]
-    assert changed == [i for i, c in enumerate(sol.cells) if "### BEGIN SOLUTION" in c.source]
-    assert all("NotImplementedError" in ex.cells[i].source for i in changed)
+    blocks = [i for i, c in enumerate(sol.cells) if "### BEGIN SOLUTION" in c.source]
+    answers = [i for i, c in enumerate(sol.cells) if "answer" in c.metadata.get("tags", [])]
+    assert blocks and answers and changed == sorted(blocks + answers)
+    assert all("NotImplementedError" in ex.cells[i].source for i in blocks)
+    assert all("Your answer" in ex.cells[i].source for i in answers)  # thinking questions
 
 
 def test_exercise_ids_are_validated() -> None:
