@@ -394,11 +394,9 @@ def ndcg(ranked: object, relevant: object, k: int) -> float:
     return float(np.mean(out))
 
 
-def ranking_metrics(scores: object, relevant: object = None, k: int = 10) -> dict[str, float]:
-    """The four numbers of every retrieval table of the course, from a (queries, documents) score
-    matrix ranked in full (higher first, ties by document order): ``recall@1``, ``recall@{k}``,
-    ``mrr`` and ``ndcg@{k}``. ``relevant[i]`` holds query i's relevant document ids (one id or a
-    list); by default query i's one relevant document is document i (a paired task)."""
+def _rank_scores(scores: object, relevant: object) -> tuple[np.ndarray, object]:
+    """A checked (queries, documents) score matrix ranked in full (higher first, ties by document
+    order), and ``relevant`` (by default query i's document is document i)."""
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 2 or s.shape[0] == 0 or s.shape[1] == 0:
         raise ValueError(f"scores must be a non-empty (queries, documents) matrix, got {s.shape}")
@@ -409,7 +407,16 @@ def ranking_metrics(scores: object, relevant: object = None, k: int = 10) -> dic
             raise ValueError(f"with relevant=None query i's document is document i, so there "
                              f"must be at least as many documents as queries, got {s.shape}")
         relevant = np.arange(s.shape[0])
-    return ranked_metrics(np.argsort(-s, axis=1, kind="stable"), relevant, k)
+    return np.argsort(-s, axis=1, kind="stable"), relevant
+
+
+def ranking_metrics(scores: object, relevant: object = None, k: int = 10) -> dict[str, float]:
+    """The four numbers of every retrieval table of the course, from a (queries, documents) score
+    matrix ranked in full (higher first, ties by document order): ``recall@1``, ``recall@{k}``,
+    ``mrr`` and ``ndcg@{k}``. ``relevant[i]`` holds query i's relevant document ids (one id or a
+    list); by default query i's one relevant document is document i (a paired task)."""
+    ranked, relevant = _rank_scores(scores, relevant)
+    return ranked_metrics(ranked, relevant, k)
 
 
 def ranked_metrics(ranked: object, relevant: object, k: int = 10) -> dict[str, float]:
@@ -428,17 +435,8 @@ def per_query_metrics(scores: object, relevant: object = None,
     Their means are :func:`ranking_metrics`' values; two systems' arrays on the same queries feed
     :func:`embedlab.stats.paired_bootstrap`, which says whether their difference is more than
     noise. The whole ranking is used for ``rr`` (0 only when nothing relevant is ranked)."""
-    s = np.asarray(scores, dtype=np.float64)
-    if s.ndim != 2 or s.shape[0] == 0 or s.shape[1] == 0:
-        raise ValueError(f"scores must be a non-empty (queries, documents) matrix, got {s.shape}")
-    if not np.isfinite(s).all():
-        raise ValueError("scores must be finite (no NaN or inf)")
-    if relevant is None:
-        if s.shape[0] > s.shape[1]:
-            raise ValueError(f"with relevant=None query i's document is document i, so there "
-                             f"must be at least as many documents as queries, got {s.shape}")
-        relevant = np.arange(s.shape[0])
-    return per_query_ranked(np.argsort(-s, axis=1, kind="stable"), relevant, k)
+    ranked, relevant = _rank_scores(scores, relevant)
+    return per_query_ranked(ranked, relevant, k)
 
 
 def per_query_ranked(ranked: object, relevant: object, k: int = 10) -> dict[str, np.ndarray]:
