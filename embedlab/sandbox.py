@@ -89,17 +89,39 @@ class AnswerError(Exception):
 
 
 # --------------------------------------------------------------------------- process helpers
-def _set_subreaper() -> bool:
-    """Make this process the subreaper of its descendants (Linux); False where unavailable."""
+def _prctl(option: int, value: int = 0) -> int | None:
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        if option == 37:  # PR_GET_CHILD_SUBREAPER writes the flag to an int
+            flag = ctypes.c_int(0)
+            return flag.value if libc.prctl(37, ctypes.byref(flag), 0, 0, 0) == 0 else None
+        return 0 if libc.prctl(option, value, 0, 0, 0) == 0 else None
     except (OSError, AttributeError):
-        return False
+        return None
+
+
+# Sandboxes alive in this process that asked to be the subreaper, and whether this process was
+# one before the first of them: the flag is given back when the last one closes, so a server this
+# process starts later (PostgreSQL daemonises) is adopted by init, not left a zombie of ours.
+_SUBREAPER = {"users": 0, "was": False}
+
+
+def _set_subreaper(on: bool = True) -> bool:
+    """Make this process the subreaper of its descendants while a sandbox lives (Linux); False
+    where unavailable. ``on=False`` from the last sandbox restores the flag as it was before."""
+    if on:
+        if _SUBREAPER["users"] == 0:
+            _SUBREAPER["was"] = bool(_prctl(37))
+        _SUBREAPER["users"] += 1
+        return _prctl(36, 1) == 0  # PR_SET_CHILD_SUBREAPER
+    _SUBREAPER["users"] = max(0, _SUBREAPER["users"] - 1)
+    if _SUBREAPER["users"] == 0 and not _SUBREAPER["was"]:
+        return _prctl(36, 0) == 0
+    return True
 
 
 def _proc_stat(pid: int) -> tuple[int, str] | None:
@@ -422,6 +444,7 @@ class Sandbox:
 
     def start(self) -> None:
         _set_subreaper()
+        self._reaper = True
         self._before = _children_of(os.getpid())
         self.deadline = time.monotonic() + self.timeout
         parent_sock, child_sock = socket.socketpair()
@@ -463,6 +486,8 @@ class Sandbox:
             self._log = None
         _LIVE_CHILDREN.discard(self.proc.pid)
         self._pobjs.clear()
+        if self.__dict__.pop("_reaper", False):
+            _set_subreaper(False)
 
     def _kill_all(self) -> None:
         """Kill the child's group, then every process that descends from it or carries its

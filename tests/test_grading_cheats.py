@@ -431,3 +431,15 @@ def test_declared_refusals_are_real_modules() -> None:
         for ref in ex.reference:
             assert ":" in ref, (ex.id, ref)
     assert os.path.exists(ROOT / "embedlab" / "_sandbox_child.py")
+
+
+def test_the_grading_process_is_a_subreaper_only_while_a_sandbox_lives() -> None:
+    # orphans of the answer are ours to kill while it runs; afterwards a server this process
+    # starts (PostgreSQL daemonises) must be adopted by init, or its death leaves our zombie
+    from embedlab import sandbox
+
+    before = sandbox._prctl(37)
+    assert before in (0, 1), "the course runs on Linux, where prctl answers"
+    with sandbox.Sandbox(timeout=30):
+        assert sandbox._prctl(37) == 1
+    assert sandbox._prctl(37) == before

@@ -11,8 +11,8 @@ and workers started with the ``dask`` command line, then ``python -m embedlab.sc
 
 How a worker is made unable to see the client's folder, honestly, on one machine: where this
 test may create mount namespaces (root with mount rights), that worker runs under
-``unshare --mount`` with a private, empty tmpfs over ``/tmp``, so the client's storage folder,
-under ``/tmp``, does not exist for it, exactly as on another machine. Elsewhere it runs from
+``unshare --mount`` with a private, empty tmpfs over the test's own folder, so the client's
+storage folder, in it, does not exist for it, exactly as on another machine. Elsewhere it runs from
 another working directory and the storage is given as a path relative to the client's working
 directory, which names a different, missing folder on that worker: the same failure as a path
 that exists on the client alone.
@@ -148,8 +148,11 @@ def test_readme_commands_on_loopback_and_a_worker_that_cannot_see_the_storage(tm
 
         # a worker that cannot see the client's folder
         if unshare:
-            blind = (f"unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs /tmp "
-                     f"&& cd / && exec {BIN}/dask worker {address} --nthreads 1 --name blind'")
+            # an empty tmpfs over this test's folder, not over all of /tmp, where a clone and
+            # its .venv may live
+            blind = (f"unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs "
+                     f"{tmp_path} && cd / && exec {BIN}/dask worker {address} --nthreads 1 "
+                     f"--name blind'")
             cluster.start(blind)
         else:
             elsewhere = tmp_path / "elsewhere"

@@ -102,6 +102,20 @@ def _in_progress(dsn: str, backend: int, xid: int) -> bool:
     return bool(open_xid and open_xid[0] is not None and status == "in progress")
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still exists. A dead child of ours (this process may be a subreaper that
+    adopted the daemonised server) stays a zombie until we reap it, and pgserver would read its
+    pid as a running server and never start a new one: reap it here. Another's zombie is waited
+    for until its parent reaps it."""
+    import psutil
+
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0          # our child: 0 while it runs, its pid once reaped
+    except ChildProcessError:
+        return psutil.pid_exists(pid)
+
+
 def _connect_when_up(dsn: str, timeout: float = 60.0):
     import psycopg
 
@@ -258,7 +272,7 @@ def _check_pg(dsn, batch, kill, srv, xid, was_open, victims, log_start, report
 
         deadline = time.time() + 30
         for pid in victims:                   # the dead server's own processes
-            while psutil.pid_exists(pid) and time.time() < deadline:
+            while _alive(pid) and time.time() < deadline:
                 time.sleep(0.05)
             if psutil.pid_exists(pid):
                 os.kill(pid, signal.SIGKILL)
