@@ -131,15 +131,51 @@ def overlap(answer: str | Counter, other: str | Counter) -> float:
     return sum((a & b).values()) / n if n else 0.0
 
 
+class _Node(dict):
+    """A notebook read as JSON, with nbformat's attribute access (``nb.cells``, ``c.source``,
+    a cell's source joined into one string). Grading reads notebooks this way: importing
+    nbformat loads its JSON-schema validator, slow to import, which grading never needs."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _node(value: Any) -> Any:
+    if isinstance(value, dict):
+        out = _Node((k, _node(v)) for k, v in value.items())
+        if isinstance(out.get("source"), list):
+            out["source"] = "".join(out["source"])
+        return out
+    if isinstance(value, list):
+        return [_node(v) for v in value]
+    return value
+
+
+def load_notebook(path: str | Path) -> Any:
+    """A v4 notebook file as nested ``_Node`` objects (cells with ``cell_type``, ``source`` as
+    one string, ``metadata``); ``ValueError`` when it is not one."""
+    with open(path, encoding="utf-8") as fh:
+        nb = _node(json.load(fh))
+    if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"),
+                                                                              list):
+        raise ValueError("not an nbformat 4 notebook")
+    for cell in nb.cells:
+        if not isinstance(cell, dict) or "cell_type" not in cell or "source" not in cell:
+            raise ValueError("a cell without cell_type or source")
+        cell.setdefault("metadata", _Node())
+    return nb
+
+
 def teaching_windows(chapter: str, width: int = COPY_WINDOW,
                      root: Path = ROOT) -> list[tuple[str, Counter]]:
     """``(where, tokens)`` for every window of 1 to ``width`` adjacent code cells of the
     chapter's teaching notebook (``where`` names the notebook and the cells)."""
-    import nbformat
-
     out = []
     for path in sorted((root / "notebooks").glob(f"{chapter}_*.ipynb")):
-        cells = [(i, c.source) for i, c in enumerate(nbformat.read(path, as_version=4).cells)
+        cells = [(i, c.source) for i, c in enumerate(load_notebook(path).cells)
                  if c.cell_type == "code"]
         toks = [tokens(src) for _, src in cells]
         for start in range(len(cells)):
@@ -173,11 +209,9 @@ def package_sources(ex: Any) -> list[tuple[str, Counter]]:
 def skeleton_of(exercise_id: str, root: Path = ROOT) -> str:
     """The graded cell of ``exercise_id`` as the exercise notebook gives it (the code a learner
     starts from), or "" when no exercise notebook holds it."""
-    import nbformat
-
     chapter = exercise_id.split(".", 1)[0]
     for path in sorted((root / "exercises").glob(f"{chapter}_*.ipynb")):
-        for cell in nbformat.read(path, as_version=4).cells:
+        for cell in load_notebook(path).cells:
             if cell.get("metadata", {}).get("exercise") == exercise_id:
                 return cell.source
     return ""
@@ -344,8 +378,6 @@ def chapter_of(path: str | Path, nb: Any = None) -> str:
 
 def read_notebook(path: str | Path) -> Any:
     """The notebook at ``path``, or a :class:`GradeError` naming the problem and the fix."""
-    import nbformat
-
     path = Path(path)
     if not path.exists():
         raise GradeError(f"no notebook at {path}: check the path (exercise notebooks are "
@@ -353,13 +385,12 @@ def read_notebook(path: str | Path) -> Any:
     if path.is_dir():
         raise GradeError(f"{path} is a folder: give the path of one .ipynb file")
     try:
-        return nbformat.read(path, as_version=4)
+        return load_notebook(path)
     except json.JSONDecodeError as exc:
         raise GradeError(f"{path} is not a readable notebook (its JSON breaks at line "
                          f"{exc.lineno}): restore it from JupyterLab's checkpoint in "
                          ".ipynb_checkpoints/ or copy exercises/ again") from None
-    except (nbformat.reader.NotJSONError, UnicodeDecodeError, ValueError, KeyError,
-            AttributeError) as exc:
+    except (UnicodeDecodeError, ValueError, KeyError, AttributeError, TypeError) as exc:
         raise GradeError(f"{path} is not a readable notebook ({type(exc).__name__}): restore it "
                          "from JupyterLab's checkpoint or copy exercises/ again") from None
 

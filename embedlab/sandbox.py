@@ -319,12 +319,17 @@ class _ChildUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown reference kind {kind!r} from the answer's process")
 
 
+_PLAIN = frozenset({int, float, bool, str, bytes, complex, type(None)})
+
+
 class _ParentPickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO, box: Sandbox, fresh: set[int]) -> None:
         super().__init__(file, protocol=5)
         self.box, self.fresh = box, fresh
 
     def persistent_id(self, obj: Any) -> Any:
+        if type(obj) in _PLAIN:
+            return None  # the common case (every int of a list of ids), decided at once
         box = self.box
         if isinstance(obj, Remote):
             if obj._sb_box is not box:
@@ -823,17 +828,17 @@ class Sandbox:
                 self._param_owner[id(p)] = (mid, n)
 
     def _mirror_states(self) -> dict:
-        if not self._mirrors:
+        live = [(mid, ref()) for mid, ref in list(self._mirrors.items())]
+        live = [(mid, obj) for mid, obj in live  # containers flow back only
+                if obj is not None and type(obj) not in (dict, list)]
+        if not live:
             return {}
-        import torch
+        import torch  # only torch modules and optimizers are left: torch is loaded already
 
         from embedlab import _sandbox_child as c
 
         out = {}
-        for mid, ref in list(self._mirrors.items()):
-            obj = ref()
-            if obj is None or type(obj) in (dict, list):  # containers flow back only
-                continue
+        for mid, obj in live:
             if isinstance(obj, torch.nn.Module):
                 out[mid] = ("module", c._module_state(obj))
             else:

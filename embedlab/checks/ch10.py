@@ -160,10 +160,10 @@ def _(cls):
     index, x = _built(cls)
     _uninstrument(index, x)
     rng = np.random.default_rng()
-    q = rng.normal(size=(2, _DIM))
+    q = rng.normal(size=(1, _DIM))  # one query: ef = n walks the whole graph
     order, d = _brute(x, q, _N)
     entry = int(index.entry)
-    for r in range(2):
+    for r in range(len(q)):
         got = index.search_layer(q[r].astype(np.float64), entry, _N, 0)
         ids = [int(i) for _, i in got]
         assert len(ids) >= 0.95 * _N, f"reached {len(ids)} of {_N} points: is layer 0 connected?"
@@ -214,7 +214,7 @@ def _(cls):
     index, x = _built(cls)
     n = _instrument(index, x)
     rng = np.random.default_rng()
-    q = rng.normal(size=(20, _DIM))
+    q = rng.normal(size=(12, _DIM))
     keep = rng.random(_N) < 0.3
     got, per = _searches(index, q, 10, 64, n, allowed=keep)
     bad = [int(i) for ids in got for i in ids if not keep[int(i)]]
@@ -224,7 +224,7 @@ def _(cls):
     assert per < 0.8 * _N, f"{per:.0f} distances per filtered query on {_N} points"
     rare = np.zeros(_N, dtype=bool)
     rare[rng.choice(_N, int(0.02 * _N), replace=False)] = True
-    for v in q[:5]:
+    for v in q[:2]:  # a 2% filter walks most of the graph: two queries
         ids = [int(i) for i in index.search(v, 10, ef=64, allowed=rare)]
         assert len(ids) == 10 and all(rare[i] for i in ids), (
             f"a 2% filter ({int(rare.sum())} points) gave {len(ids)} allowed ids, expected 10")
