@@ -221,12 +221,25 @@ def _run_all_and_save(page, nb_file: Path, seconds: float) -> dict:
     _menu(page, "File", "Save Notebook")
     t0 = time.monotonic()
     while time.monotonic() - t0 < 20:
-        nb = json.loads(nb_file.read_text())
+        nb = _read_saved(nb_file)
         codes = [c for c in nb["cells"] if c["cell_type"] == "code"]
         if codes and all(c.get("execution_count") for c in codes):
             return nb
         time.sleep(0.5)
-    return json.loads(nb_file.read_text())
+    return _read_saved(nb_file)
+
+
+def _read_saved(path: Path, seconds: float = 10.0) -> dict:
+    """A notebook the server saves: a read that lands while it writes the file sees it
+    truncated (CI saw an empty file), so read again until it parses."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            if time.monotonic() - t0 > seconds:
+                raise
+            time.sleep(0.2)
 
 
 def _tracebacks(page) -> list[str]:
@@ -289,7 +302,7 @@ def _exercise_answer_typed_in_the_editor_scores(server: dict, page) -> None:
 
 def _book_page_reads_offline(server: dict, page, tmp_path: Path) -> None:
     executed = server["served"] / "notebooks" / TEACHING
-    nb = json.loads(executed.read_text())
+    nb = _read_saved(executed)
     if not any(c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code"):
         pytest.fail("the teaching notebook was not executed by the JupyterLab test")
     index = book.build_book(executed.parent, tmp_path / "book", only=["17"], quiet=True)
