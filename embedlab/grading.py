@@ -46,7 +46,6 @@ import argparse
 import ast
 import importlib
 import importlib.util
-import inspect
 import io
 import json
 import os
@@ -190,19 +189,35 @@ def teaching_windows(chapter: str, width: int = COPY_WINDOW,
     return out
 
 
+def _source_of(module: str, qual: str) -> str | None:
+    """The source text of ``qual`` (``name`` or ``Class.method``) in ``module``, read from its file
+    with ``ast``: nothing is imported (a reference module may load numba or torch)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    text = Path(spec.origin).read_text(encoding="utf-8")
+    body: list[ast.stmt] = ast.parse(text).body
+    node: ast.AST | None = None
+    for part in qual.split("."):
+        node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                        ast.ClassDef)) and n.name == part), None)
+        if node is None:
+            return None
+        body = node.body
+    return ast.get_source_segment(text, node)
+
+
 def package_sources(ex: Any) -> list[tuple[str, Counter]]:
     """``(where, tokens)`` of the package implementations an exercise names as its reference."""
     out = []
     for ref in getattr(ex, "reference", ()) or ():
         module, _, qual = ref.partition(":")
         try:
-            obj: Any = importlib.import_module(module)
-            for part in qual.split("."):
-                obj = getattr(obj, part)
-            src = inspect.getsource(obj)
-        except (ImportError, AttributeError, OSError, TypeError):
-            continue
-        out.append((f"{module.replace('.', '/')}.py `{qual}`", tokens(src)))
+            src = _source_of(module, qual)
+        except (ImportError, ValueError, OSError, SyntaxError):
+            src = None
+        if src:
+            out.append((f"{module.replace('.', '/')}.py `{qual}`", tokens(src)))
     return out
 
 
