@@ -192,18 +192,7 @@ def lut16_block_scalar(blocks, start, qlut, npairs, thr, acc):
     return mask
 
 
-@intrinsic
-def cttz32(typingctx, x):
-    """The number of trailing zero bits of a uint32 (``llvm.cttz``): the next set lane."""
-    sig = types.uint32(types.uint32)
-
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(i32, [i32, ir.IntType(1)]), "llvm.cttz.i32")
-        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 0)])
-
-    return sig, codegen
+cttz32 = K.make_cttz(32)  # the next set lane of a 32-vector mask
 
 
 # =========================================================================== the search

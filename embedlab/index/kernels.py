@@ -102,11 +102,8 @@ def dot_rows64(typingctx, xbt, start, q, thr, l2, norms, row0, out):
         qa = context.make_array(q_t)(context, builder, args[2])
         na = context.make_array(n_t)(context, builder, args[5])
         oa = context.make_array(out_t)(context, builder, args[7])
-        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
-        v16 = ir.VectorType(f32, LANES)
+        f32, i32, i64, v16, fma = _simd_types(builder)
         intp = args[1].type
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(v16, [v16, v16, v16]), "llvm.fma.v16f32")
         d = cgutils.unpack_tuple(builder, qa.shape, 1)[0]
         base = builder.gep(xa.data, [args[1]])
         zeros = ir.Constant(v16, [0.0] * LANES)
@@ -187,11 +184,8 @@ def dot_rows64x4(typingctx, xbt, start, Q, r0, thr, l2, norms, row0, out, masks)
         na = context.make_array(n_t)(context, builder, args[6])
         oa = context.make_array(out_t)(context, builder, args[8])
         ma = context.make_array(m_t)(context, builder, args[9])
-        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
-        v16 = ir.VectorType(f32, LANES)
+        f32, i32, i64, v16, fma = _simd_types(builder)
         intp = args[1].type
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(v16, [v16, v16, v16]), "llvm.fma.v16f32")
         d = cgutils.unpack_tuple(builder, qa.shape, 2)[1]
         base = builder.gep(xa.data, [args[1]])
         qrows = [builder.gep(qa.data, [builder.mul(builder.add(args[3], ir.Constant(intp, j)),
@@ -259,18 +253,37 @@ def dot_rows64x4(typingctx, xbt, start, Q, r0, thr, l2, norms, row0, out, masks)
     return sig, codegen
 
 
-@intrinsic
-def cttz64(typingctx, x):
-    """The number of trailing zero bits of a uint64 (``llvm.cttz``): the next set lane."""
-    sig = types.uint64(types.uint64)
+def make_cttz(bits: int):
+    """A numba intrinsic: the number of trailing zero bits of a uint``bits`` (``llvm.cttz``),
+    the next set lane of a comparison mask."""
+    int_t = {32: types.uint32, 64: types.uint64}[bits]
 
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(i64, [i64, ir.IntType(1)]), "llvm.cttz.i64")
-        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 0)])
+    @intrinsic
+    def cttz(typingctx, x):
+        sig = int_t(int_t)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            ix = ir.IntType(bits)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ix, [ix, ir.IntType(1)]), f"llvm.cttz.i{bits}")
+            return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 0)])
+
+        return sig, codegen
+
+    return cttz
+
+
+cttz64 = make_cttz(64)
+
+
+def _simd_types(builder):
+    """``(f32, i32, i64, v16, fma)``: the LLVM types the SIMD kernels use and the 16-lane fused
+    multiply-add (``llvm.fma.v16f32``) declared in ``builder``'s module."""
+    f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+    v16 = ir.VectorType(f32, LANES)
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(v16, [v16, v16, v16]), "llvm.fma.v16f32")
+    return f32, i32, i64, v16, fma
 
 
 def transpose_blocks(x: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
