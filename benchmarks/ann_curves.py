@@ -63,23 +63,14 @@ def build_pairs(ds, nlist: int, M: int, efc: int) -> list[tuple]:
         IVFPQIndex,
         PQIndex,
     )
+    from embedlab.index.compare import Builds
 
-    d, xb = ds.dim, ds.xb
+    d = ds.dim
     s = settings(d)
     ip = faiss.METRIC_INNER_PRODUCT
     m4 = d // s["dpb"]
-    keep = []  # faiss IVF indexes point at their quantisers: keep those alive
-
-    def fill(idx, train=True):
-        if train:
-            idx.train(xb)
-        idx.add(xb)
-        return idx
-
-    def quantiser():
-        q = faiss.IndexFlatIP(d)
-        keep.append(q)
-        return q
+    builds = Builds(ds.xb)  # its quantisers live as long as the pairs that hold it
+    fill, quantiser = builds.fill, builds.quantiser
 
     todo = [
         ("Flat", "faiss", lambda: fill(FlatIndex(d, metric="ip"), False),
@@ -114,7 +105,7 @@ def build_pairs(ds, nlist: int, M: int, efc: int) -> list[tuple]:
         ours_of[label] = ours
         out.append({"label": label, "peer": peer, "ours": ours, "theirs": theirs,
                     "p_ours": p_ours, "p_peer": p_peer, "build_ours_s": t1 - t0,
-                    "build_peer_s": t2 - t1, "keep": keep,
+                    "build_peer_s": t2 - t1, "keep": builds,
                     "code_bytes": (getattr(ours, "code_size", None),
                                    getattr(theirs, "code_size", None))})
     return out

@@ -32,6 +32,27 @@ class Plan:
     params: list[dict[str, Any]] = field(default_factory=lambda: [{}])
 
 
+class Builds:
+    """Indexes of every library built on the same base ``xb``: ``fill`` trains (unless told not
+    to) and adds ``xb``; ``quantiser`` gives faiss's IVF indexes an inner-product coarse quantiser
+    and keeps it alive (faiss's index points at it without owning it) as long as this object."""
+
+    def __init__(self, xb: Any) -> None:
+        self.xb, self.keep = xb, []
+
+    def fill(self, idx: Any, train: bool = True) -> Any:
+        if train:
+            idx.train(self.xb)
+        idx.add(self.xb)
+        return idx
+
+    def quantiser(self) -> Any:
+        import faiss
+
+        self.keep.append(faiss.IndexFlatIP(self.xb.shape[1]))
+        return self.keep[-1]
+
+
 def every_index(ds: bench.ANNDataset, *, m: int, nbits: int, nlist: int, M: int,
                 ef_construction: int, nprobes: Sequence[int], efs: Sequence[int],
                 aniso: Any = None, T: float = 0.2, aniso_iter: int = 5,
@@ -53,19 +74,10 @@ def every_index(ds: bench.ANNDataset, *, m: int, nbits: int, nlist: int, M: int,
         PQIndex,
     )
 
-    d, xb = ds.dim, ds.xb
+    d = ds.dim
     ip = faiss.METRIC_INNER_PRODUCT
-    keep: list[Any] = []  # faiss's IVF indexes point at their quantisers: keep them alive
-
-    def fill(idx: Any, train: bool = True) -> Any:
-        if train:
-            idx.train(xb)
-        idx.add(xb)
-        return idx
-
-    def quantiser() -> Any:
-        keep.append(faiss.IndexFlatIP(d))
-        return keep[-1]
+    builds = Builds(ds.xb)
+    fill, quantiser = builds.fill, builds.quantiser
 
     def faiss_hnsw() -> Any:
         idx = faiss.IndexHNSWFlat(d, M, ip)
