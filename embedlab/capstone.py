@@ -644,7 +644,7 @@ UNANSWERED = ("not answered yet: `build` in the cell tagged 'capstone' raises "
 
 def read_notebook(path: str | os.PathLike) -> Any:
     """The notebook at ``path``, or a ``ScoreError`` (status 2) naming the problem and the fix."""
-    import nbformat
+    from embedlab.grading import load_notebook
 
     p = Path(path)
     fix = "give the path of your capstone notebook, e.g. exercises/20_capstone.ipynb"
@@ -653,11 +653,11 @@ def read_notebook(path: str | os.PathLike) -> Any:
     if p.is_dir():
         raise ScoreError(f"{p} is a folder, not a notebook; {fix}", 2)
     try:
-        return nbformat.read(p, as_version=4)
+        return load_notebook(p)
     except (OSError, UnicodeDecodeError) as exc:
         raise ScoreError(f"{p} cannot be read ({exc.__class__.__name__}: {exc}); check its "
                          "permissions, or rebuild it with `embedlab exercises build`", 2) from None
-    except Exception as exc:  # nbformat raises several kinds for a file that is not a notebook
+    except Exception as exc:  # JSON that breaks, or JSON that is not an nbformat 4 notebook
         raise ScoreError(f"{p} is not a readable notebook ({exc.__class__.__name__}); open it "
                          "in JupyterLab and save it again, or rebuild it with `embedlab exercises "
                          "build`", 2) from None
