@@ -137,7 +137,7 @@ def _recall(got, truth) -> float:
 def _same_ids(counted, free) -> None:
     """The counted searches (vectors hidden, every distance through the check's self.dist) must
     return what the same searches returned where the index keeps its own vectors."""
-    for a, b in zip(counted, free, strict=False):
+    for a, b in zip(counted, free, strict=True):
         assert [int(i) for i in a] == [int(i) for i in b], (
             "with its vectors hidden and every distance through self.dist, the search returned "
             "other ids: it reads the vectors another way, or computes distances it does not count")
