@@ -443,3 +443,31 @@ def test_the_grading_process_is_a_subreaper_only_while_a_sandbox_lives() -> None
     with sandbox.Sandbox(timeout=30):
         assert sandbox._prctl(37) == 1
     assert sandbox._prctl(37) == before
+
+
+SCANS_WHEN_IT_CAN_SEE = '''
+    def search(self, q, k, ef=64, allowed=None):
+        # a scan while the vectors are readable, the graph only once the check hides them
+        if k < 1:
+            raise ValueError("k")
+        if np.isnan(self.x).any():
+            return self._walk(q, k, ef, allowed)
+        ids = [p for p in range(len(self.levels)) if p not in self.deleted
+               and (allowed is None or allowed[p])]
+        d = ((self.x[ids] - np.asarray(q, dtype=np.float64)) ** 2).sum(axis=1)
+        return [ids[j] for j in np.argsort(d, kind="stable")[:k]]
+'''
+
+
+def test_a_scan_that_walks_the_graph_only_when_counted() -> None:
+    # recall is measured where the index sees its vectors, distances are counted with them
+    # hidden: the counted searches must return the uncounted searches' ids
+    src, setup = _solution("10.hnsw")
+    walk = src.replace("    def search(self, q, k, ef=64, allowed=None):",
+                       "    def _walk(self, q, k, ef=64, allowed=None):")
+    assert walk != src
+    end = "        ### END SOLUTION"
+    cheat = walk.replace(end, SCANS_WHEN_IT_CAN_SEE + end)
+    res = grade_cell("10.hnsw", cheat, setup, timeout=60)
+    assert res["points"] <= 0.75 * res["max"], (res["points"], res["hints"])
+    assert sum("other ids" in h for h in res["hints"]) >= 2, res["hints"]
