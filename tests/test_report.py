@@ -303,3 +303,18 @@ def test_a_verdict_shows_nothing_in_a_notebook() -> None:
 
     assert DisplayFormatter().format(report.Verdict("ch99.x", True)) == ({}, {})
     assert DisplayFormatter().format(True)[0]  # a bare bool would be shown
+
+
+BEYOND = {"ch15.zero_shot_accuracy": 0.96, "ch15.recall10_logq": 0.6,
+          "ch15.recall10_popular": 0.2, "code.mrr10_finetuned": 0.641, "code.mrr10_bm25": 0.392,
+          "audio.r1_heldout_voice": 0.925, "audio.chance": 1 / 1500}
+
+
+def test_item_28_code_and_speech_read_chapter_16s_records_and_can_fail() -> None:
+    parts = {p["statement"]: p for p in _row(BEYOND, item=28)["parts"]}
+    assert parts["code"]["verdict"] == parts["speech"]["verdict"] == report.HOLDS
+    flipped = dict(BEYOND, **{"code.mrr10_finetuned": 0.392, "code.mrr10_bm25": 0.641,
+                              "audio.r1_heldout_voice": 1 / 1000})
+    parts = {p["statement"]: p for p in _row(flipped, item=28)["parts"]}
+    assert parts["code"]["verdict"] == parts["speech"]["verdict"] == report.FAILS
+    assert "0.392 against 0.641" in parts["code"]["reason"]
