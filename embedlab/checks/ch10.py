@@ -65,7 +65,11 @@ build = exercise("10.hnsw", name="HNSW", points=8,
                  reference=("embedlab.index.hnsw:search_layer", "embedlab.index.hnsw:HNSWIndex"))
 
 _N, _DIM, _M, _EFC, _NQ = 1000, 16, 8, 64, 40
-_NCOUNT, _EF_COUNT = 8, 32  # searches counted (each distance a call into this process), their ef
+# Searches counted (each distance a call into this process) and their ef. At ef = k = 10 a graph
+# walk on these points returns brute force's exact top 10 for about one query in five, so eight
+# queries that all agree with a scan done while the vectors were visible are all but impossible
+# for a real walk (at ef = 32 it was one check run in thirty, and nine in ten under a 30% filter).
+_NCOUNT, _EF_COUNT = 8, 10
 _CACHE: dict = {}
 
 
@@ -193,7 +197,8 @@ def _(cls):
 
 
 @build.check("search: recall@10 at ef = 64 within 0.03 of hnswlib's at the same M and "
-             "ef_construction; at ef = 32, distances to fewer than half of the points per query; "
+             f"ef_construction; at ef = {_EF_COUNT}, distances to fewer than half of the points "
+             "per query, the same ids as where the index holds its vectors; "
              "k < 1 raises ValueError")
 def _(cls):
     import hnswlib
@@ -223,7 +228,7 @@ def _(cls):
 
 @build.check("a filter (allowed: a boolean array by id) returns only allowed points: recall@10 "
              ">= 0.9 against brute force over a 30% filter, distances to fewer than 80% of the "
-             "points at ef = 32, and all k when a 2% filter leaves at least k")
+             f"points at ef = {_EF_COUNT}, and all k when a 2% filter leaves at least k")
 def _(cls):
     index, x = _built(cls)
     _uninstrument(index, x)
@@ -241,9 +246,9 @@ def _(cls):
         ids = [int(i) for i in index.search(v, 10, ef=64, allowed=rare)]
         assert len(ids) == 10 and all(rare[i] for i in ids), (
             f"a 2% filter ({int(rare.sum())} points) gave {len(ids)} allowed ids, expected 10")
-    free = [index.search(v, 10, ef=_EF_COUNT, allowed=keep) for v in q[:_NCOUNT // 2]]
+    free = [index.search(v, 10, ef=_EF_COUNT, allowed=keep) for v in q[:_NCOUNT]]
     n = _instrument(index, x)
-    got, per = _searches(index, q[:_NCOUNT // 2], 10, _EF_COUNT, n, allowed=keep)
+    got, per = _searches(index, q[:_NCOUNT], 10, _EF_COUNT, n, allowed=keep)
     _same_ids(got, free)
     assert per < 0.8 * _N, f"{per:.0f} distances per filtered query on {_N} points"
 
@@ -298,8 +303,8 @@ def _(cls):
 
 
 @build.check("after deleting a fifth of the points, search never returns one and keeps recall@10 "
-             ">= 0.9 against brute force over the rest, and at ef = 32 distances to fewer than "
-             "half of the points per query")
+             f">= 0.9 against brute force over the rest, and at ef = {_EF_COUNT} distances to "
+             "fewer than half of the points per query")
 def _(cls):
     index, x = _built(cls)
     gone = _CACHE.get("gone")
