@@ -11,6 +11,7 @@ from embedlab.index.base import normalize_rows
 from embedlab.index.hnsw import (
     _search_layer,
     _select,
+    _sorted_beam,
     hnsw_nbytes,
     random_level,
     search_layer,
@@ -172,14 +173,15 @@ def test_compiled_search_layer_matches_plain_python(built, glove):
         entry = qi * 37
         want = search_layer(x, graph, q, entry, 32, metric="ip")
         visited = np.zeros(n, np.uint16)
-        ck, ci = np.empty(n + 1, np.float32), np.empty(n + 1, np.int32)
-        wk, wi = np.empty(34, np.float32), np.empty(34, np.int32)
+        C, W = np.empty(n + 1, np.uint64), np.empty(34, np.uint64)
         fresh, fresh_d = np.empty(34, np.int32), np.empty(34, np.float32)
         stats = np.zeros(2, np.int64)
         d0 = -float(x[entry] @ q)
-        nw = _search_layer(x, q, entry, np.float32(d0), 32, 0, g, False, visited, 1, ck, ci,
-                           wk, wi, fresh, fresh_d, stats)
-        got = sorted(zip((-wk[:nw]).tolist(), wi[:nw].tolist(), strict=True))
+        nw = _search_layer(x, q, entry, np.float32(d0), 32, 0, g, False, visited, 1, C, W,
+                           fresh, fresh_d, stats)
+        dist, ids = np.empty(nw, np.float32), np.empty(nw, np.int64)
+        _sorted_beam(W, nw, dist, ids)
+        got = list(zip(dist.tolist(), ids.tolist(), strict=True))
         assert [i for _, i in got] == [i for _, i in want]
         np.testing.assert_allclose([d for d, _ in got], [d for d, _ in want], rtol=1e-4,
                                    atol=1e-5)
@@ -301,3 +303,21 @@ def test_visited_marks_are_reused_across_searches():
     idx.add(x[:10])
     idx.search(x[:1], 5, ef=32)
     assert idx._visited is not pool and idx._visited.shape == (610,)
+
+
+def test_a_rejected_query_leaves_no_stale_visited_marks():
+    # the batch below marks points for three queries before its fourth is rejected: the next
+    # searches must not take those marks for their own
+    x = np.random.default_rng(4).normal(size=(400, 8)).astype(np.float32)
+    idx = HNSWIndex(8, metric="l2", M=6, ef_construction=20, seed=0)
+    idx.add(x)
+    want = idx.search(x[:5], 4, ef=16)[1]
+    bad = x[:5].copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        idx.search(bad, 4, ef=16)
+    with pytest.raises(ValueError, match="NaN"):
+        idx.search(bad[3:4], 4, ef=16)  # the one-query path
+    np.testing.assert_array_equal(idx.search(x[:5], 4, ef=16)[1], want)
+    for i in range(5):
+        np.testing.assert_array_equal(idx.search(x[i:i + 1], 4, ef=16)[1][0], want[i])

@@ -31,9 +31,10 @@ Distances: ``"l2"`` is the squared Euclidean distance; ``"ip"`` and ``"cosine"``
 the distance the graph is built and searched with (cosine on unit rows), and ``search`` returns
 the inner product, best first, as every index here does.
 
-Storage (int32 links, as faiss and hnswlib): layer 0 is an ``(n, 2M)`` array plus a count per
-node; the upper layers of node ``i`` are rows ``up_off[i] .. up_off[i] + level[i] - 1`` of an
-``(S, M)`` array, ``S = sum(level)``, plus their counts.
+Storage (int32 links, as faiss and hnswlib): layer 0 is an ``(n, 2M + 1)`` array, a node's link
+count in column 0 and its links after it (hnswlib keeps the same header before each list); the
+upper layers of node ``i`` are rows ``up_off[i] .. up_off[i] + level[i] - 1`` of an
+``(S, M + 1)`` array, ``S = sum(level)``, laid out the same way.
 """
 
 from __future__ import annotations
@@ -46,13 +47,22 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from embedlab.index.base import MODE_CODES, Index, as_matrix, check_int, raise_status
-from embedlab.index.kernels import NOT_FINITE, OK, prefetch, prepare_query
+from embedlab.index.base import (
+    _F32,
+    MODE_CODES,
+    Index,
+    as_matrix,
+    check_int,
+    raise_status,
+)
+from embedlab.index.kernels import NOT_FINITE, OK, prefetch_at, prepare_query
 
 # =========================================================================== compiled kernels
 # Floating-point reassociation lets LLVM vectorise the distance loops (SIMD partial sums); the
 # flag must be on every kernel, since _dist is inlined into its callers and compiled with theirs.
 FM = {"reassoc", "contract"}
+_LOW = np.uint64(0xFFFFFFFF)
+_SIGN = np.uint32(0x80000000)
 
 
 @njit(cache=True, nogil=True, fastmath=FM, inline="always")
@@ -69,53 +79,74 @@ def _dist(x, i, q, l2):
     return -s
 
 
+# -- heap entries: (distance, id) in one uint64 ---------------------------------------------
+# A heap entry is the distance's float32 bits, turned into an unsigned integer with the same order
+# (flip every bit of a negative number, set the sign bit of a positive one), above the point's id.
+# Comparing two entries is one integer comparison that orders by distance and then by id (the
+# order of Python's ``(distance, id)`` tuples), and a heap step moves 8 bytes in one array
+# instead of a key and an id in two.
 @njit(cache=True, nogil=True, inline="always")
-def _push(keys, ids, size, key, idx):
-    """Binary min-heap push on ``keys[:size]`` (with ``ids`` alongside); returns the new size."""
+def _entry(bits, idx):
+    """The heap entry of a distance (its float32 bits as uint32) and an id."""
+    if bits & _SIGN:
+        o = np.uint64(~bits & np.uint32(0xFFFFFFFF))
+    else:
+        o = np.uint64(bits | _SIGN)
+    return (o << np.uint64(32)) | np.uint64(idx)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _entry_bits(entry):
+    """The float32 bits of an entry's distance (``_entry`` undone)."""
+    o = entry >> np.uint64(32)
+    if o & np.uint64(0x80000000):
+        return np.uint32(o & np.uint64(0x7FFFFFFF))
+    return np.uint32(~o & _LOW)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _push(h, size, key):
+    """Binary min-heap push of ``key`` on ``h[:size]``; returns the new size."""
     pos = size
     while pos > 0:
         parent = (pos - 1) >> 1
-        if keys[parent] <= key:
+        if h[parent] <= key:
             break
-        keys[pos] = keys[parent]
-        ids[pos] = ids[parent]
+        h[pos] = h[parent]
         pos = parent
-    keys[pos] = key
-    ids[pos] = idx
+    h[pos] = key
     return size + 1
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pop(keys, ids, size):
-    """Remove the root of the min-heap ``keys[:size]`` (read it first); returns the new size."""
+def _pop(h, size):
+    """Remove the root of the min-heap ``h[:size]`` (read it first); returns the new size."""
     size -= 1
-    key = keys[size]
-    idx = ids[size]
+    key = h[size]
     pos = 0
     while True:
         child = 2 * pos + 1
         if child >= size:
             break
-        if child + 1 < size and keys[child + 1] < keys[child]:
+        if child + 1 < size and h[child + 1] < h[child]:
             child += 1
-        if keys[child] >= key:
+        if h[child] >= key:
             break
-        keys[pos] = keys[child]
-        ids[pos] = ids[child]
+        h[pos] = h[child]
         pos = child
     if size > 0:
-        keys[pos] = key
-        ids[pos] = idx
+        h[pos] = key
     return size
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _links(g, node, level):
-    """The neighbour list of ``node`` on ``level`` (a view into the graph arrays)."""
+    """The neighbour list of ``node`` on ``level`` (a view into the graph arrays: column 0 of a
+    row is its count, the links follow)."""
     if level == 0:
-        return g[0][node, :g[1][node]]
-    row = g[4][node] + level - 1
-    return g[2][row, :g[3][row]]
+        return g[0][node, 1:1 + g[0][node, 0]]
+    row = g[2][node] + level - 1
+    return g[1][row, 1:1 + g[1][row, 0]]
 
 
 @njit(cache=True, nogil=True, fastmath=FM)
@@ -148,32 +179,39 @@ def _next_tag(visited, tag):
 
 
 @njit(cache=True, nogil=True, fastmath=FM)
-def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, ck, ci, wk, wi, fresh,
-                  fresh_d, stats):
+def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, C, W, fresh, fresh_d, stats):
     """SEARCH-LAYER (Algorithm 2): best-first beam search from ``ep`` on one layer.
 
-    C, the candidates, is a min-heap of distances in ``ck``/``ci``; W, the ``ef`` best points
-    found, is a max-heap kept as a min-heap of negated distances in ``wk``/``wi``. Returns |W|.
+    C, the candidates, is a min-heap of entries (``_entry``: distance, then id); W, the ``ef``
+    best points found, is a max-heap kept as a min-heap of the entries' complements (``~e``), so
+    that its root is the furthest. Returns |W|. ``fresh``/``fresh_d`` hold the unvisited
+    neighbours of the point being expanded and their distances.
 
     Memory, not arithmetic, is what a graph walk waits for: every neighbour is a jump to an
     address the CPU cannot predict. So the unvisited neighbours of ``c`` are collected first and
     their vectors prefetched, then their distances computed in one tight loop (the reads overlap
     instead of waiting one after another), and the links of the next candidate to expand are
-    prefetched while this one is processed (hnswlib does the same).
+    prefetched while this one is processed (hnswlib does the same). A point's link count sits in
+    the same row as its links, so expanding it reads one place, not two.
     """
+    bits = fresh_d.view(np.uint32)
+    fresh_d[0] = ep_d
+    first = _entry(bits[0], ep)
     visited[ep] = tag                              # v <- ep
-    nc = _push(ck, ci, 0, ep_d, ep)                # C <- ep
-    nw = _push(wk, wi, 0, -ep_d, ep)               # W <- ep
+    nc = _push(C, 0, first)                        # C <- ep
+    nw = _push(W, 0, ~first)                       # W <- ep
     rows = x.shape[1] * 4 // 64 + 1                # cache lines per vector
+    hops = 0                                       # counted here, written to stats once
+    ndis = 0
     while nc > 0:                                  # while |C| > 0
-        c_d = ck[0]                                # c <- nearest element of C
-        c = ci[0]
-        if c_d > -wk[0]:                           # if dist(c, q) > dist(furthest of W, q)
+        top = C[0]                                 # c <- nearest element of C
+        if top > ~W[0]:                            # if dist(c, q) > dist(furthest of W, q)
             break                                  #     all of W is evaluated
-        nc = _pop(ck, ci, nc)                      # C <- C \ c
+        c = np.int64(top & _LOW)
+        nc = _pop(C, nc)                           # C <- C \ c
         if nc > 0:                                 # the next candidate's links, ahead of time
-            _prefetch_links(g, ci[0], level)
-        stats[0] += 1
+            _prefetch_links(g, np.int64(C[0] & _LOW), level)
+        hops += 1
         nf = 0
         for e in _links(g, c, level):              # for each e in neighbourhood(c) at layer lc
             if visited[e] != tag:
@@ -181,28 +219,39 @@ def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, ck, ci, wk, wi
                 fresh[nf] = e
                 nf += 1
                 for r in range(rows):              # its vector, every cache line
-                    prefetch(x[e], r * 16)
+                    prefetch_at(x, e, r * 16)
         for t in range(nf):                        # the distances, in one tight loop
             fresh_d[t] = _dist(x, fresh[t], q, l2)
-        stats[1] += nf
+        ndis += nf
         for t in range(nf):
-            e = fresh[t]
-            d = fresh_d[t]
-            if nw < ef or d < -wk[0]:              # if dist(e, q) < dist(f, q) or |W| < ef
-                nc = _push(ck, ci, nc, d, e)       # C <- C + e
-                nw = _push(wk, wi, nw, -d, e)      # W <- W + e
+            key = _entry(bits[t], fresh[t])
+            if nw < ef or key < ~W[0]:             # if dist(e, q) < dist(f, q) or |W| < ef
+                nc = _push(C, nc, key)             # C <- C + e
+                nw = _push(W, nw, ~key)            # W <- W + e
                 if nw > ef:                        # if |W| > ef: remove furthest of W
-                    nw = _pop(wk, wi, nw)
+                    nw = _pop(W, nw)
+    stats[0] += hops
+    stats[1] += ndis
     return nw
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _prefetch_links(g, node, level):
-    if level == 0:
-        prefetch(g[0], node)
-        prefetch(g[1], node)
-    else:
-        prefetch(g[2], g[4][node] + level - 1)
+    """Ask for a link row (count and links) ahead of its use: every cache line it spans."""
+    rows, row = (g[0], node) if level == 0 else (g[1], g[2][node] + level - 1)
+    for t in range(0, rows.shape[1], 16):
+        prefetch_at(rows, row, t)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sorted_beam(W, nw, out_d, out_i):
+    """Empty the beam W into ``out_d``/``out_i``, nearest first (the distances as float32)."""
+    bits = out_d.view(np.uint32)
+    for t in range(nw - 1, -1, -1):                # the root is the furthest: fill from the back
+        e = ~W[0]
+        bits[t] = _entry_bits(e)
+        out_i[t] = np.int64(e & _LOW)
+        nw = _pop(W, nw)
 
 
 @njit(cache=True, nogil=True, fastmath=FM)
@@ -243,17 +292,17 @@ def _connect(x, e, q, level, g, mmax, heuristic, l2, buf_i, buf_d, sel):
     """Add the link e -> q; when e then has more than ``mmax`` links, shrink them with
     ``_select`` from e's point of view (Algorithm 1, lines 11-16)."""
     if level == 0:
-        links, counts, row = g[0], g[1], e
+        rows, row = g[0], e
     else:
-        links, counts, row = g[2], g[3], g[4][e] + level - 1
-    c = counts[row]
+        rows, row = g[1], g[2][e] + level - 1
+    c = rows[row, 0]
     if c < mmax:
-        links[row, c] = q
-        counts[row] = c + 1
+        rows[row, 1 + c] = q
+        rows[row, 0] = c + 1
         return
     for t in range(c):
-        buf_i[t] = links[row, t]
-        buf_d[t] = _dist(x, links[row, t], x[e], l2)
+        buf_i[t] = rows[row, 1 + t]
+        buf_d[t] = _dist(x, rows[row, 1 + t], x[e], l2)
     buf_i[c] = q
     buf_d[c] = _dist(x, q, x[e], l2)
     order = np.argsort(buf_d[:c + 1], kind="mergesort")
@@ -261,13 +310,13 @@ def _connect(x, e, q, level, g, mmax, heuristic, l2, buf_i, buf_d, sel):
     ds = buf_d[:c + 1][order]
     cnt = _select(x, ids, ds, c + 1, mmax, heuristic, l2, sel)
     for t in range(cnt):
-        links[row, t] = sel[t]
-    counts[row] = cnt
+        rows[row, 1 + t] = sel[t]
+    rows[row, 0] = cnt
 
 
 @njit(cache=True, nogil=True, fastmath=FM)
-def _insert(x, q, levels, g, state, M, efc, heuristic, l2, visited, tag, ck, ci, wk, wi,
-            wd_sorted, wi_sorted, sel, buf_i, buf_d, fresh, fresh_d, stats):
+def _insert(x, q, levels, g, state, M, efc, heuristic, l2, visited, tag, C, W, wd_sorted,
+            wi_sorted, sel, buf_i, buf_d, fresh, fresh_d, stats):
     """INSERT (Algorithm 1) of stored row ``q`` whose level ``levels[q]`` is already drawn."""
     lq = levels[q]                                  # l <- floor(-ln(unif(0..1)) * mL)
     ep, top = state[0], state[1]                    # ep <- entry point, L <- its level
@@ -280,22 +329,14 @@ def _insert(x, q, levels, g, state, M, efc, heuristic, l2, visited, tag, ck, ci,
         ep, ep_d = _greedy(x, xq, ep, ep_d, lc, g, l2, stats)   # W <- SEARCH-LAYER(q, ep, 1)
     for lc in range(min(top, lq), -1, -1):          # for lc <- min(L, l) .. 0
         tag = _next_tag(visited, tag)
-        nw = _search_layer(x, xq, ep, ep_d, efc, lc, g, l2, visited, tag, ck, ci, wk, wi,
-                           fresh, fresh_d, stats)   # W <- SEARCH-LAYER(q, ep, efConstruction)
-        for t in range(nw - 1, -1, -1):             # W, nearest first
-            wd_sorted[t] = -wk[0]
-            wi_sorted[t] = wi[0]
-            _pop(wk, wi, t + 1)
+        nw = _search_layer(x, xq, ep, ep_d, efc, lc, g, l2, visited, tag, C, W, fresh,
+                           fresh_d, stats)          # W <- SEARCH-LAYER(q, ep, efConstruction)
+        _sorted_beam(W, nw, wd_sorted, wi_sorted)   # W, nearest first
         cnt = _select(x, wi_sorted, wd_sorted, nw, M, heuristic, l2, sel)  # neighbours <- SELECT
-        if lc == 0:                                 # add links q -> neighbours
-            for t in range(cnt):
-                g[0][q, t] = sel[t]
-            g[1][q] = cnt
-        else:
-            row = g[4][q] + lc - 1
-            for t in range(cnt):
-                g[2][row, t] = sel[t]
-            g[3][row] = cnt
+        rows, row = (g[0], q) if lc == 0 else (g[1], g[2][q] + lc - 1)
+        for t in range(cnt):                        # add links q -> neighbours
+            rows[row, 1 + t] = sel[t]
+        rows[row, 0] = cnt
         mmax = 2 * M if lc == 0 else M              # Mmax0 = 2 M on layer 0
         mine = sel[:cnt].copy()
         for t in range(cnt):                        # add links neighbours -> q, shrink if needed
@@ -310,12 +351,8 @@ def _insert(x, q, levels, g, state, M, efc, heuristic, l2, visited, tag, ck, ci,
 def _insert_range(x, start, stop, levels, g, state, M, efc, heuristic, l2, visited, tag,
                   stats):
     """Insert rows ``start .. stop - 1`` one after another; returns the visited-tag counter."""
-    n = x.shape[0]
-    cap = n + 1
-    ck = np.empty(cap, np.float32)
-    ci = np.empty(cap, np.int32)
-    wk = np.empty(efc + 2, np.float32)
-    wi = np.empty(efc + 2, np.int32)
+    C = np.empty(x.shape[0] + 1, np.uint64)
+    W = np.empty(efc + 2, np.uint64)
     wd_sorted = np.empty(efc + 2, np.float32)
     wi_sorted = np.empty(efc + 2, np.int32)
     sel = np.empty(2 * M + 2, np.int32)
@@ -324,72 +361,77 @@ def _insert_range(x, start, stop, levels, g, state, M, efc, heuristic, l2, visit
     fresh = np.empty(2 * M + 2, np.int32)
     fresh_d = np.empty(2 * M + 2, np.float32)
     for q in range(start, stop):
-        tag = _insert(x, q, levels, g, state, M, efc, heuristic, l2, visited, tag, ck, ci, wk,
-                      wi, wd_sorted, wi_sorted, sel, buf_i, buf_d, fresh, fresh_d, stats)
+        tag = _insert(x, q, levels, g, state, M, efc, heuristic, l2, visited, tag, C, W,
+                      wd_sorted, wi_sorted, sel, buf_i, buf_d, fresh, fresh_d, stats)
     return tag
 
 
 @njit(cache=True, nogil=True, fastmath=FM)
-def _knn_search(x, q, k, ef, g, state, l2, visited, tag, ck, ci, wk, wi, fresh, fresh_d,
-                out_d, out_i, stats):
+def _knn_search(x, q, k, ef, g, state, l2, visited, tag, C, W, fresh, fresh_d, out_d, out_i,
+                stats):
     """K-NN-SEARCH (Algorithm 5) for one query: greedy descent to layer 1, then a beam of width
     ``ef`` on layer 0; the ``k`` nearest of W into ``out_d``/``out_i``, nearest first (distances:
     squared L2, or minus the inner product). Returns the visited tag it used."""
-    stats[0] = 0
-    stats[1] = 0
     ep = state[0]
     ep_d = _dist(x, ep, q, l2)
     stats[1] += 1
     for lc in range(state[1], 0, -1):               # for lc <- L .. 1: greedy, ef = 1
         ep, ep_d = _greedy(x, q, ep, ep_d, lc, g, l2, stats)
     tag = _next_tag(visited, tag)
-    nw = _search_layer(x, q, ep, ep_d, ef, 0, g, l2, visited, tag, ck, ci, wk, wi, fresh,
-                       fresh_d, stats)
+    nw = _search_layer(x, q, ep, ep_d, ef, 0, g, l2, visited, tag, C, W, fresh, fresh_d, stats)
     while nw > k:                                   # drop the furthest of W down to k
-        nw = _pop(wk, wi, nw)
-    for t in range(nw - 1, -1, -1):                 # the rest, furthest first
-        out_d[t] = -wk[0]
-        out_i[t] = wi[0]
-        nw = _pop(wk, wi, nw)
+        nw = _pop(W, nw)
+    _sorted_beam(W, nw, out_d, out_i)
     return tag
 
 
 @njit(cache=True, nogil=True)
-def _search_rows(x, Q, k, ef, links0, count0, up_links, up_count, up_off, state, mode, visited,
-                 tag, keys, vals, out_d, out_i, stats):
+def _search_rows(x, Q, k, ef, g0, gu, up_off, state, mode, visited, tag, heap, work, out_d,
+                 out_i, stats):
     """Every row of ``Q`` (raw queries: checked, and normalised for cosine, here), results as
     the index returns them: squared distances for l2, inner products otherwise, id -1 and
-    +inf / -inf where fewer than k points exist. ``keys``/``vals`` hold the candidate heap
-    (the first ``n + 1`` entries) and the beam W (the rest); ``stats[0, r]``, ``stats[1, r]``
-    get query r's hops and distance count. Returns ``(status, tag)``.
+    +inf / -inf where fewer than k points exist. ``heap`` holds the candidate heap (the first
+    ``n + 1`` entries) and the beam W (the rest); ``work`` (float32) the query and the fresh
+    neighbours' ids and distances; ``stats[0, r]``, ``stats[1, r]`` get query r's hops and
+    distance count. Returns the last visited tag used, or -1 when a query holds NaN or inf.
 
-    The arguments are plain arrays (no tuples): a call's cost in Python grows with the number and
-    kind of its arguments, and for one query that cost is part of the latency."""
-    g = (links0, count0, up_links, up_count, up_off)
+    Nothing is allocated here, and the arguments are plain arrays and integers: for one query,
+    what a call costs in Python (about 40 ns per array argument) is part of the latency."""
+    g = (g0, gu, up_off)
     n1 = x.shape[0] + 1
-    ck, ci, wk, wi = keys[:n1], vals[:n1], keys[n1:], vals[n1:]
+    C, W = heap[:n1], heap[n1:]
     l2 = mode == 1
-    qbuf = np.empty(x.shape[1], np.float32)
-    fresh = np.empty(links0.shape[1] + 2, np.int32)
-    fresh_d = np.empty(links0.shape[1] + 2, np.float32)
-    dist = np.empty(k, np.float32)
-    counts = np.zeros(2, np.int64)
+    d = x.shape[1]
+    width = g0.shape[1] + 1
+    qbuf = work[:d]
+    fresh = work[d:d + width].view(np.int32)
+    fresh_d = work[d + width:d + 2 * width]
     for r in range(Q.shape[0]):
         if prepare_query(Q[r], mode, qbuf) != OK:
-            return NOT_FINITE, tag
+            return -1
+        row_d, row_i = out_d[r], out_i[r]
         for t in range(k):
-            dist[t] = np.inf
-            out_i[r, t] = -1
-        tag = _knn_search(x, qbuf, k, ef, g, state, l2, visited, tag, ck, ci, wk, wi, fresh,
-                          fresh_d, dist, out_i[r], counts)
-        for t in range(k):
-            if l2:
-                out_d[r, t] = dist[t]
-            else:
-                out_d[r, t] = -dist[t] if out_i[r, t] >= 0 else -np.inf
-        stats[0, r] = counts[0]
-        stats[1, r] = counts[1]
-    return OK, tag
+            row_d[t] = np.inf
+            row_i[t] = -1
+        stats[0, r] = 0
+        stats[1, r] = 0
+        tag = _knn_search(x, qbuf, k, ef, g, state, l2, visited, tag, C, W, fresh, fresh_d,
+                          row_d, row_i, stats[:, r])
+        if not l2:
+            for t in range(k):
+                row_d[t] = -row_d[t] if row_i[t] >= 0 else -np.inf
+    return tag
+
+
+def _empty_rows(n: int, width: int) -> np.ndarray:
+    """``n`` link rows of ``width`` links: count 0 in column 0, then -1 (no link)."""
+    rows = np.full((n, width + 1), -1, np.int32)
+    rows[:, 0] = 0
+    return rows
+
+
+_I64 = np.dtype(np.int64)
+_get_ident = threading.get_ident
 
 
 # =========================================================================== the index
@@ -447,21 +489,34 @@ class HNSWIndex(Index):
         if i >= self.ntotal or level > self._levels[i]:
             return np.zeros(0, dtype=np.int32)
         if level == 0:
-            return self._links0[i, :self._count0[i]].copy()
+            return self._g0[i, 1:1 + self._g0[i, 0]].copy()
         row = self._up_off[i] + level - 1
-        return self._up_links[row, :self._up_count[row]].copy()
+        return self._gu[row, 1:1 + self._gu[row, 0]].copy()
 
     def degrees(self, level: int = 0) -> np.ndarray:
         """Out-degree of every point present on ``level``."""
         level = check_int(level, "level", low=0)
         if level == 0:
-            return self._count0.copy()
+            return self._g0[:, 0].copy()
         on = np.flatnonzero(self._levels >= level)
-        return self._up_count[self._up_off[on] + level - 1].copy()
+        return self._gu[self._up_off[on] + level - 1, 0].copy()
 
     @property
     def _graph(self) -> tuple:
-        return (self._links0, self._count0, self._up_links, self._up_count, self._up_off)
+        """``(g0, gu, up_off)``: layer 0, one row per point, and the upper layers, one row per
+        (point, layer); column 0 of a row is its link count and the links follow, so that a
+        walk finds both in the same cache line."""
+        return (self._g0, self._gu, self._up_off)
+
+    @property
+    def _links0(self) -> np.ndarray:
+        """Layer 0's links, ``(n, 2M)``, -1 past a point's count (a view)."""
+        return self._g0[:, 1:]
+
+    @property
+    def _count0(self) -> np.ndarray:
+        """Layer 0's link counts, ``(n,)`` (a view)."""
+        return self._g0[:, 0]
 
     # -- Index hooks ---------------------------------------------------------------------------
     def draw_levels(self, n: int) -> np.ndarray:
@@ -475,17 +530,14 @@ class HNSWIndex(Index):
         m2 = 2 * self.M
         off = np.full(x.shape[0], -1, dtype=np.int64)
         has_up = new_levels > 0
-        starts = np.cumsum(new_levels) - new_levels + self._up_links.shape[0]
+        starts = np.cumsum(new_levels) - new_levels + self._gu.shape[0]
         off[has_up] = starts[has_up]
         self._x = np.ascontiguousarray(np.concatenate([self._x, x]))
         self._levels = np.concatenate([self._levels, new_levels])
-        self._links0 = np.concatenate([self._links0, np.full((x.shape[0], m2), -1, np.int32)])
-        self._count0 = np.concatenate([self._count0, np.zeros(x.shape[0], np.int32)])
-        extra = int(new_levels.sum())
-        self._up_links = np.concatenate([self._up_links,
-                                         np.full((extra, self.M), -1, np.int32)])
-        self._up_count = np.concatenate([self._up_count, np.zeros(extra, np.int32)])
+        self._g0 = np.concatenate([self._g0, _empty_rows(x.shape[0], m2)])
+        self._gu = np.concatenate([self._gu, _empty_rows(int(new_levels.sum()), self.M)])
         self._up_off = np.concatenate([self._up_off, off])
+        self._pool = {}  # the search buffers are sized for the old n
         visited = np.zeros(n, dtype=np.uint16)
         stats = np.zeros(2, dtype=np.int64)
         _insert_range(self._x, n0, n, self._levels, self._graph, self._state_arr, self.M,
@@ -498,19 +550,24 @@ class HNSWIndex(Index):
         * the visited marks, uint16: a point counts as visited when its mark equals the current
           search's tag, and each search takes a fresh tag, so a search costs what it visits, not
           an O(n) clearing (``_next_tag`` clears the array once every 65,535 searches);
-        * the candidate heap (room for every point) followed by the beam W (``ef`` + 2), keys
-          and ids.
+        * the candidate heap (room for every point) followed by the beam W (``ef`` + 2), as
+          uint64 entries (distance and id in one number, see ``_entry``);
+        * float32 room for the query and the fresh neighbours' ids and distances;
+        * the stats of a single-query search, ``(2, 1)``;
+        * the widest beam the heap has room for.
 
         They are made again only when the index has grown or a wider beam is asked for.
         """
-        key = threading.get_ident()
+        key = _get_ident()
         buf = self._pool.get(key)
         n = self.ntotal
-        if buf is None or buf[0].shape[0] != n or buf[2].shape[0] < n + ef + 3:
-            size = n + 1 + max(ef, 64) + 2
-            buf = [np.zeros(n, np.uint16) if buf is None or buf[0].shape[0] != n else buf[0],
-                   0 if buf is None or buf[0].shape[0] != n else buf[1],
-                   np.empty(size, np.float32), np.empty(size, np.int32)]
+        if buf is None or buf[0].shape[0] != n or buf[5] < ef:
+            wide = max(ef, 64)
+            same = buf is not None and buf[0].shape[0] == n
+            buf = [buf[0] if same else np.zeros(n, np.uint16), buf[1] if same else 0,
+                   np.empty(n + 1 + wide + 2, np.uint64),
+                   np.empty(self.dim + 2 * (self._g0.shape[1] + 1), np.float32),
+                   np.zeros((2, 1), np.int64), wide]
             self._pool[key] = buf
         return buf
 
@@ -525,14 +582,14 @@ class HNSWIndex(Index):
         return 0 if buf is None else int(buf[1])
 
     def _reset(self) -> None:
+        self._one_shape = (1, self.dim)  # one query, as the fast path of search takes it
+        self._mode1 = MODE_CODES[self.metric]
         self._pool: dict[int, list] = {}
         self._stats = np.zeros((2, 0), np.int64)
         self._x = np.zeros((0, self.dim), dtype=np.float32)
         self._levels = np.zeros(0, dtype=np.int32)
-        self._links0 = np.zeros((0, 2 * self.M), dtype=np.int32)
-        self._count0 = np.zeros(0, dtype=np.int32)
-        self._up_links = np.zeros((0, self.M), dtype=np.int32)
-        self._up_count = np.zeros(0, dtype=np.int32)
+        self._g0 = _empty_rows(0, 2 * self.M)
+        self._gu = _empty_rows(0, self.M)
         self._up_off = np.zeros(0, dtype=np.int64)
         self._state_arr = np.array([-1, -1], dtype=np.int64)  # entry point, its level
 
@@ -551,17 +608,43 @@ class HNSWIndex(Index):
         nq = q.shape[0]
         D = np.empty((nq, k), np.float32)
         I = np.empty((nq, k), np.int64)  # noqa: E741
-        stats = np.empty((2, nq), np.int64)
         buf = self._buffers(ef)
-        status, buf[1] = _search_rows(self._x, q, k, ef, self._links0, self._count0,
-                                      self._up_links, self._up_count, self._up_off,
-                                      self._state_arr, mode, buf[0], buf[1], buf[2], buf[3], D,
-                                      I, stats)
-        raise_status(status, "q")
+        stats = buf[4] if nq == 1 else np.empty((2, nq), np.int64)
+        tag = _search_rows(self._x, q, k, ef, self._g0, self._gu, self._up_off, self._state_arr,
+                           mode, buf[0], buf[1], buf[2], buf[3], D, I, stats)
+        if tag < 0:  # a query with NaN or inf: the marks of the queries before it are stale
+            buf[0][:] = 0
+            buf[1] = 0
+            raise_status(NOT_FINITE, "q")
+        buf[1] = tag
         self._stats = stats
         return D, I
 
     _has_one = True
+
+    def search(self, q: object, k: int, ef: int = 64,
+               **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The k best vectors for each query row: ``(D, I)``, both ``(nq, k)``, best first;
+        ``ef >= k`` is the width of the beam on layer 0."""
+        # One query in the index's own layout, plain ints: straight to the kernel (a search takes
+        # tens of microseconds, and each layer of Python around it costs a few tenths of one).
+        # Everything else takes the checked path, with the same errors.
+        if (not kwargs and type(k) is int and type(ef) is int and 0 < k <= ef
+                and type(q) is np.ndarray and q.dtype is _F32 and q.shape == self._one_shape):
+            buf = self._pool.get(_get_ident())
+            if buf is not None and ef <= buf[5]:  # buffers for this index's size and this ef
+                D = np.empty((1, k), _F32)
+                I = np.empty((1, k), _I64)  # noqa: E741
+                tag = _search_rows(self._x, q, k, ef, self._g0, self._gu, self._up_off,
+                                   self._state_arr, self._mode1, buf[0], buf[1], buf[2], buf[3],
+                                   D, I, buf[4])
+                if tag >= 0:
+                    buf[1] = tag
+                    self._stats = buf[4]
+                    return D, I
+                buf[0][:] = 0  # NaN or inf: the checked path below raises
+                buf[1] = 0
+        return super().search(q, k, ef=ef, **kwargs)
 
     def _search_one(self, q: np.ndarray, k: int, ef: int = 64,
                     **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -581,7 +664,7 @@ class HNSWIndex(Index):
 
     def _state(self) -> dict[str, Any]:
         return {"x": self._x, "levels": self._levels, "links0": self._links0,
-                "count0": self._count0, "up_links": self._up_links, "up_count": self._up_count,
+                "count0": self._count0, "up_links": self._gu[:, 1:], "up_count": self._gu[:, 0],
                 "up_off": self._up_off, "entry": self._state_arr, "M": self.M,
                 "ef_construction": self.ef_construction, "seed": self.seed,
                 "heuristic": self.heuristic, "rng": self._rng.bit_generator.state}
@@ -591,14 +674,15 @@ class HNSWIndex(Index):
         self.seed, self.heuristic = int(state["seed"]), bool(state["heuristic"])
         self._rng = np.random.default_rng(self.seed)
         self._rng.bit_generator.state = state["rng"]
+        self._one_shape = (1, self.dim)
+        self._mode1 = MODE_CODES[self.metric]
         self._pool = {}
         self._stats = np.zeros((2, 0), np.int64)
         self._x = np.ascontiguousarray(state["x"], dtype=np.float32)
         self._levels = np.ascontiguousarray(state["levels"], dtype=np.int32)
-        self._links0 = np.ascontiguousarray(state["links0"], dtype=np.int32)
-        self._count0 = np.ascontiguousarray(state["count0"], dtype=np.int32)
-        self._up_links = np.ascontiguousarray(state["up_links"], dtype=np.int32)
-        self._up_count = np.ascontiguousarray(state["up_count"], dtype=np.int32)
+        self._g0 = np.column_stack([state["count0"], state["links0"]]).astype(np.int32)
+        self._gu = np.column_stack([state["up_count"],
+                                    np.reshape(state["up_links"], (-1, self.M))]).astype(np.int32)
         self._up_off = np.ascontiguousarray(state["up_off"], dtype=np.int64)
         self._state_arr = np.ascontiguousarray(state["entry"], dtype=np.int64)
 

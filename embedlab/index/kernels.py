@@ -27,7 +27,7 @@ quantity that decides a ranking the way the numpy path does, or in float64 where
 sum cannot be matched (PQ look-up tables and their sums: a sum of float32 values in float64 is
 exact for the sizes used here, so its order does not matter).
 
-**Prefetch** (``prefetch``): ``llvm.prefetch`` through a numba intrinsic, for graph walks
+**Prefetch** (``prefetch_at``): ``llvm.prefetch`` through a numba intrinsic, for graph walks
 (``embedlab.index.hnsw``) that jump to addresses the CPU cannot guess.
 """
 
@@ -51,25 +51,24 @@ OK, NOT_FINITE = 0, 1
 
 # =========================================================================== intrinsics
 @intrinsic
-def prefetch(typingctx, arr, i):
-    """Prefetch the cache line holding ``arr[i, 0, ...]`` (``llvm.prefetch``: read, keep in all
-    cache levels). A hint only: it never faults and changes no result."""
-    if not isinstance(arr, types.Array) or not isinstance(i, types.Integer):
+def prefetch_at(typingctx, arr, i, j):
+    """Prefetch the cache line holding ``arr[i, j]`` of a 2-D array: the address is computed
+    in place, with no row view made (a view costs more than the prefetch in a tight loop)."""
+    if (not isinstance(arr, types.Array) or arr.ndim != 2 or not isinstance(i, types.Integer)
+            or not isinstance(j, types.Integer)):
         return None
-    sig = types.void(arr, i)
+    sig = types.void(arr, i, j)
 
     def codegen(context, builder, signature, args):
-        aryty, idxty = signature.args
+        aryty = signature.args[0]
         ary = context.make_array(aryty)(context, builder, args[0])
-        idx = context.cast(builder, args[1], idxty, types.intp)
-        zero = context.get_constant(types.intp, 0)
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary,
-                                       [idx] + [zero] * (aryty.ndim - 1), wraparound=False)
+        idx = [context.cast(builder, v, t, types.intp)
+               for v, t in zip(args[1:], signature.args[1:], strict=True)]
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # (address, rw = 0: read, locality = 3: keep in every level, cache type = 1: data)
         builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
                           ir.Constant(i32, 1)])
         return context.get_dummy_value()
