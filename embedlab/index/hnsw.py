@@ -62,6 +62,11 @@ from embedlab.index.kernels import NOT_FINITE, OK, prefetch_at, prepare_query
 # flag must be on every kernel, since _dist is inlined into its callers and compiled with theirs.
 FM = {"reassoc", "contract"}
 _LOW = np.uint64(0xFFFFFFFF)
+# Cache lines of a neighbour's vector requested ahead: all of a 50-d float32 row (200 bytes). A
+# fixed count lets the compiler unroll the loop, which measured about 1 us a query faster on GloVe
+# than a count computed from the dimension; a longer row's later lines follow its first ones into
+# the hardware prefetcher's stream as the distance reads them.
+_LINES = 4
 _SIGN = np.uint32(0x80000000)
 
 
@@ -200,7 +205,6 @@ def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, C, W, fresh, f
     visited[ep] = tag                              # v <- ep
     nc = _push(C, 0, first)                        # C <- ep
     nw = _push(W, 0, ~first)                       # W <- ep
-    rows = x.shape[1] * 4 // 64 + 1                # cache lines per vector
     hops = 0                                       # counted here, written to stats once
     ndis = 0
     while nc > 0:                                  # while |C| > 0
@@ -218,7 +222,7 @@ def _search_layer(x, q, ep, ep_d, ef, level, g, l2, visited, tag, C, W, fresh, f
                 visited[e] = tag                   # v <- v + e
                 fresh[nf] = e
                 nf += 1
-                for r in range(rows):              # its vector, every cache line
+                for r in range(_LINES):            # its vector's first cache lines
                     prefetch_at(x, e, r * 16)
         for t in range(nf):                        # the distances, in one tight loop
             fresh_d[t] = _dist(x, fresh[t], q, l2)
