@@ -438,6 +438,13 @@ _I64 = np.dtype(np.int64)
 _get_ident = threading.get_ident
 
 
+def _forget_marks(buf: list) -> None:
+    """After a query with NaN or inf stopped the kernel, the marks of the queries before it carry
+    tags the next searches would take for their own: clear them and start the tags again."""
+    buf[0][:] = 0
+    buf[1] = 0
+
+
 # =========================================================================== the index
 class HNSWIndex(Index):
     """Hierarchical navigable small-world graph index (faiss ``IndexHNSWFlat``, hnswlib).
@@ -616,9 +623,8 @@ class HNSWIndex(Index):
         stats = buf[4] if nq == 1 else np.empty((2, nq), np.int64)
         tag = _search_rows(self._x, q, k, ef, self._g0, self._gu, self._up_off, self._state_arr,
                            mode, buf[0], buf[1], buf[2], buf[3], D, I, stats)
-        if tag < 0:  # a query with NaN or inf: the marks of the queries before it are stale
-            buf[0][:] = 0
-            buf[1] = 0
+        if tag < 0:
+            _forget_marks(buf)
             raise_status(NOT_FINITE, "q")
         buf[1] = tag
         self._stats = stats
@@ -646,8 +652,7 @@ class HNSWIndex(Index):
                     buf[1] = tag
                     self._stats = buf[4]
                     return D, I
-                buf[0][:] = 0  # NaN or inf: the checked path below raises
-                buf[1] = 0
+                _forget_marks(buf)  # NaN or inf: the checked path below raises
         return super().search(q, k, ef=ef, **kwargs)
 
     def _search_one(self, q: np.ndarray, k: int, ef: int = 64,
@@ -656,7 +661,7 @@ class HNSWIndex(Index):
             raise TypeError(f"HNSWIndex.search got unexpected arguments {sorted(kwargs)}")
         if type(ef) is not int:
             ef = check_int(ef, "ef")
-        return self._run(q.reshape(1, -1), k, ef, MODE_CODES[self.metric])
+        return self._run(q.reshape(1, -1), k, ef, self._mode1)
 
     def _search(self, q: np.ndarray, k: int, ef: int = 64,
                 **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
